@@ -1,0 +1,32 @@
+# Every target sets up the virtual environment from uv.lock first, so each one
+# works on a fresh machine with nothing but Python and pip.
+
+PYTHON ?= python3
+UV ?= $(PYTHON) -m uv
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+setup:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras
+
+demo: setup
+	$(UV) run --frozen logfire-sync demo
+
+lint: setup
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+
+typecheck: setup
+	$(UV) run --frozen mypy
+
+pytest: setup
+	$(UV) run --frozen pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(UV) run --frozen python -m bench
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
