@@ -1,0 +1,203 @@
+"""Cutting time into the windows that a sync reads, one after another.
+
+A window is a half-open interval ``[lo, hi)`` at microsecond precision.
+Consecutive windows share their boundary, so they tile time with no gap and no
+overlap. :class:`WindowPlanner` sizes each window from the density of rows the
+previous ones held: quiet stretches are read in a few wide windows, busy ones
+in narrow windows of about a target number of rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from connector.errors import ConfigurationError
+
+__all__ = [
+    "BOUND_MARGIN",
+    "MAX_GROWTH",
+    "MAX_SCAN",
+    "MIN_WIDTH",
+    "Window",
+    "WindowPlanner",
+    "created_at_scan",
+    "event_time_scan",
+    "max_created_at_width",
+    "max_event_time_width",
+]
+
+MAX_SCAN: Final = timedelta(days=14)
+"""The widest time range one query may scan (`max_timestamp - min_timestamp`)."""
+
+BOUND_MARGIN: Final = timedelta(seconds=1)
+"""Slack on each side of a scan, as the bounds' inclusiveness is undocumented."""
+
+MIN_WIDTH: Final = timedelta(seconds=1)
+"""The narrowest window the planner cuts, except where time runs out."""
+
+MAX_GROWTH: Final = 8
+"""How many times wider than the last one the next window may be."""
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """The half-open interval ``[lo, hi)`` of a cursor or event-time column."""
+
+    lo: datetime
+    hi: datetime
+
+    def __post_init__(self) -> None:
+        if not self.lo < self.hi:
+            raise ValueError(f"A window needs lo < hi, not {self.lo} .. {self.hi}.")
+
+    @property
+    def width(self) -> timedelta:
+        """How much time the window spans."""
+        return self.hi - self.lo
+
+    def __str__(self) -> str:
+        return f"[{self.lo.isoformat()}, {self.hi.isoformat()})"
+
+
+def max_created_at_width(
+    lateness_back: timedelta, lateness_ahead: timedelta
+) -> timedelta:
+    """The widest `created_at` window whose scan stays within 14 days.
+
+    Raises:
+        ConfigurationError: If the lateness bounds leave no room for a window.
+    """
+    width = MAX_SCAN - lateness_back - lateness_ahead - 2 * BOUND_MARGIN
+    if width < MIN_WIDTH:
+        raise ConfigurationError(
+            f"lateness_back ({lateness_back}) plus lateness_ahead "
+            f"({lateness_ahead}) leave no room for a window within the 14-day "
+            "limit on one query's scan. Lower them so that they add up to less "
+            "than 14 days."
+        )
+    return width
+
+
+def max_event_time_width() -> timedelta:
+    """The widest window on the event-time column itself, as in a backfill."""
+    return MAX_SCAN - 2 * BOUND_MARGIN
+
+
+def created_at_scan(
+    window: Window, lateness_back: timedelta, lateness_ahead: timedelta
+) -> tuple[datetime, datetime]:
+    """The `min_timestamp` and `max_timestamp` that a `created_at` window needs.
+
+    Every stored row has its event time within
+    ``[created_at - lateness_back, created_at + lateness_ahead]``.
+    """
+    low = window.lo - lateness_back - BOUND_MARGIN
+    high = window.hi + lateness_ahead + BOUND_MARGIN
+    return low, high
+
+
+def event_time_scan(window: Window) -> tuple[datetime, datetime]:
+    """The `min_timestamp` and `max_timestamp` of a window on event time."""
+    return window.lo - BOUND_MARGIN, window.hi + BOUND_MARGIN
+
+
+class WindowPlanner:
+    """Plans the windows that tile ``[start, end)``, adapting to the data.
+
+    Each observed window gives a density of rows per second; the next window
+    aims at ``target_rows`` at that density, growing at most eightfold per
+    step and never wider than ``max_width``. With ``concurrency`` above one,
+    the rest of the range is split so that that many windows can be read at
+    once when it holds more than a page of rows.
+
+    Args:
+        start: Where the first window begins.
+        end: Where the last window ends.
+        width: The first window's width.
+        max_width: The widest window allowed.
+        target_rows: How many rows a window should hold.
+        page_rows: The rows in one page; below that, splitting gains nothing.
+        concurrency: How many windows are read at once.
+    """
+
+    def __init__(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        width: timedelta,
+        max_width: timedelta,
+        target_rows: int,
+        page_rows: int,
+        concurrency: int = 1,
+    ) -> None:
+        if max_width < MIN_WIDTH:
+            raise ValueError(f"max_width must be at least {MIN_WIDTH}.")
+        self.start = start
+        self.end = end
+        self.max_width = max_width
+        self.target_rows = target_rows
+        self.page_rows = page_rows
+        self.concurrency = concurrency
+
+        self._width = _clamp(width, MIN_WIDTH, max_width)
+        self._next_lo = start
+        self._in_flight = 0
+        self._density: float | None = None
+
+    @property
+    def width(self) -> timedelta:
+        """The width the next window would get, before any split."""
+        return self._width
+
+    @property
+    def done(self) -> bool:
+        """Whether every window up to `end` has been planned."""
+        return self._next_lo >= self.end
+
+    def next_window(self) -> Window | None:
+        """The next window, or None once the range is covered."""
+        lo = self._next_lo
+        if lo >= self.end:
+            return None
+
+        width = max(self._split(self.end - lo), MIN_WIDTH)
+        hi = min(lo + width, self.end)
+        self._next_lo = hi
+        self._in_flight += 1
+        return Window(lo, hi)
+
+    def observe(self, window: Window, rows: int) -> None:
+        """Learn from a window that has been read whole."""
+        self._in_flight = max(self._in_flight - 1, 0)
+        seconds = window.width.total_seconds()
+        self._density = rows / seconds
+
+        ceiling = min(MAX_GROWTH * max(window.width, self._width), self.max_width)
+        if rows == 0:
+            self._width = ceiling
+            return
+        wanted = timedelta(seconds=self.target_rows / self._density)
+        self._width = _clamp(wanted, MIN_WIDTH, ceiling)
+
+    def _split(self, remaining: timedelta) -> timedelta:
+        """The width, narrowed so that idle readers get a share of the rest."""
+        width = self._width
+        free = self.concurrency - self._in_flight
+        if self.concurrency == 1 or free < 1 or self._density is None:
+            return width
+
+        expected_rows = self._density * remaining.total_seconds()
+        if expected_rows <= self.page_rows or width * free <= remaining:
+            return width
+        share = remaining / free
+        return timedelta(microseconds=math.ceil(share / timedelta(microseconds=1)))
+
+
+def _clamp(value: timedelta, low: timedelta, high: timedelta) -> timedelta:
+    """``value`` within ``[low, high]``, rounded to whole microseconds."""
+    micros = round(value / timedelta(microseconds=1))
+    return min(max(timedelta(microseconds=micros), low), high)
