@@ -1,0 +1,109 @@
+"""Shaping Arrow batches from the service for loading into a destination.
+
+Destinations differ in what Arrow types they take. dlt has no array type and
+PostgreSQL refuses Arrow lists outright, so list columns become JSON array text
+(hinted as JSON, they arrive as indexable JSON arrays everywhere). Timestamps
+are made timezone-aware microseconds in UTC. Every step is vectorised.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["TIMESTAMP", "list_to_json", "prepare_batch"]
+
+TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+"""The type every timestamp is loaded as."""
+
+_JSON_ESCAPES: Final = {
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    **{
+        chr(code): f"\\u{code:04x}"
+        for code in range(0x20)
+        if code not in (8, 9, 10, 12, 13)
+    },
+}
+
+
+def prepare_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with lists as JSON text, UTC microsecond timestamps, plain strings."""
+    columns = []
+    fields = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        converted = _convert(column)
+        columns.append(converted)
+        fields.append(pa.field(field.name, converted.type, field.nullable))
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+def list_to_json(array: pa.Array) -> pa.Array:
+    """A list array as JSON array text, such as ``["a","b"]``; nulls stay null."""
+    lengths = pc.fill_null(pc.list_value_length(array), 0)
+    offsets = pa.concat_arrays(
+        [pa.array([0], pa.int32()), pc.cumulative_sum(lengths).cast(pa.int32())]
+    )
+    values = pc.fill_null(_json_values(array.flatten()), "null")
+    texts = pa.ListArray.from_arrays(offsets, values, mask=array.is_null())
+    joined = pc.binary_join(texts, ",")
+    return pc.binary_join_element_wise("[", joined, "]", "")
+
+
+def _convert(column: pa.Array) -> pa.Array:
+    """One column in the type it is loaded as."""
+    kind = column.type
+    if _is_list(kind):
+        return list_to_json(column)
+    if pa.types.is_timestamp(kind) and kind != TIMESTAMP:
+        if kind.tz is None:
+            column = pc.assume_timezone(column, "UTC")
+        return column.cast(TIMESTAMP, safe=False)
+    if pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    return column
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    """Whether `kind` is a list type of any size."""
+    return bool(
+        pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or pa.types.is_fixed_size_list(kind)
+        or pa.types.is_list_view(kind)
+    )
+
+
+def _json_values(values: pa.Array) -> pa.Array:
+    """List elements as JSON text: strings quoted, non-finite numbers null."""
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _json_strings(values.cast(pa.string()))
+    if pa.types.is_string_view(kind):
+        return _json_strings(values.cast(pa.string()))
+    if pa.types.is_floating(kind):
+        finite = pc.is_finite(values)
+        return pc.if_else(
+            finite, values.cast(pa.string()), pa.scalar(None, pa.string())
+        )
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind):
+        return values.cast(pa.string())
+    if _is_list(kind):
+        return list_to_json(values)
+    # Anything else (timestamps, decimals) is quoted text, still valid JSON.
+    return _json_strings(values.cast(pa.string()))
+
+
+def _json_strings(values: pa.Array) -> pa.Array:
+    """Strings as JSON string literals, escaped per RFC 8259."""
+    escaped = pc.replace_substring(values, "\\", "\\\\")
+    escaped = pc.replace_substring(escaped, '"', '\\"')
+    if pc.any(pc.match_substring_regex(escaped, r"[\x00-\x1f]")).as_py():
+        for character, escape in _JSON_ESCAPES.items():
+            escaped = pc.replace_substring(escaped, character, escape)
+    return pc.binary_join_element_wise('"', escaped, '"', "")

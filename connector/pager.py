@@ -1,0 +1,672 @@
+"""Reading one window completely, page by page, and many windows in order.
+
+A window's rows are read in the order of a total-order key, at most a page at a
+time. A page that comes back full may have been cut short by the service's row
+cap, so the next page continues from the last key seen (keyset paging).
+
+The key need not be unique: span events can share every key column. So the
+trailing run of rows equal to a page's last key is held back, and the next page
+starts *at* that key (``key >= held``), reading the run again whole. A page that
+is one run from end to end is re-read as exactly that key with the largest
+limit the service allows; should even that come back full, the sync fails
+rather than lose rows.
+
+Rows are passed on as their batches arrive. When a stream breaks, reading
+resumes at the held key after the retry policy's wait: rows already passed on
+all sort before it, so none is passed on twice and none is missed.
+
+:func:`read_windows` reads several windows at once in threads, with bounded
+queues, and passes their rows on strictly in window order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Literal, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import tenacity
+
+from connector.errors import LogfireSyncError, RateLimitedError, RetryableError
+from connector.sql import quote_identifier, quote_literal, timestamp_literal
+from connector.tables import KeyColumn
+from connector.windows import Window, WindowPlanner
+
+__all__ = [
+    "MAX_LIMIT",
+    "Cursor",
+    "Reader",
+    "WindowQuery",
+    "WindowStats",
+    "key_condition",
+    "key_expression",
+    "order_by",
+    "read_window",
+    "read_windows",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT: Final = 10_000
+"""The most rows the service returns for one request."""
+
+Operator = Literal[">=", ">", "="]
+
+
+class Reader(Protocol):
+    """The part of the client that the pager uses."""
+
+    def stream_arrow(
+        self,
+        sql: str,
+        *,
+        min_timestamp: datetime,
+        max_timestamp: datetime | None = None,
+        limit: int = MAX_LIMIT,
+    ) -> Iterator[pa.RecordBatch]:
+        """Run one query and yield its batches as they arrive."""
+        ...
+
+    def retrying(self) -> tenacity.Retrying:
+        """The retry policy."""
+        ...
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page starts: the rows whose key compares to `values` so."""
+
+    op: Operator
+    values: tuple[pa.Scalar, ...]
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """Everything the pager needs to read one window.
+
+    Attributes:
+        build: Makes a page's SQL from an extra condition (the keyset
+            condition, or None for the first page) and a row limit.
+        key: The total order the SQL sorts by.
+        window: The window, which every row's `window_column` must lie in.
+        window_column: The column the window is on.
+        min_timestamp: The request's lower bound on the table's time column.
+        max_timestamp: The request's upper bound on the same column.
+        label: Names the query in messages, such as ``records``.
+    """
+
+    build: Callable[[str | None, int], str]
+    key: tuple[KeyColumn, ...]
+    window: Window
+    window_column: str
+    min_timestamp: datetime
+    max_timestamp: datetime | None
+    label: str
+
+
+@dataclass
+class WindowStats:
+    """What reading windows cost."""
+
+    rows: int = 0
+    pages: int = 0
+    retries: int = 0
+
+
+def key_expression(column: KeyColumn) -> str:
+    """The SQL for one key column, with nulls replaced as the key says."""
+    name = quote_identifier(column.name)
+    if column.null_as is None:
+        return name
+    return f"COALESCE({name}, {_null_literal(column)})"
+
+
+def order_by(key: Sequence[KeyColumn]) -> str:
+    """The ORDER BY list that sorts rows by `key`."""
+    return ", ".join(f"{key_expression(column)} ASC" for column in key)
+
+
+def key_condition(key: Sequence[KeyColumn], cursor: Cursor) -> str:
+    """The SQL condition ``key <op> cursor``, spelled out with AND and OR.
+
+    DataFusion accepts only plain literals in row-value comparisons, so
+    ``(a, b) > (x, y)`` becomes ``a > x OR (a = x AND b > y)``, nested.
+    """
+    parts = [
+        (key_expression(column), _literal(value, column))
+        for column, value in zip(key, cursor.values, strict=True)
+    ]
+    if cursor.op == "=":
+        return " AND ".join(f"{expr} = {literal}" for expr, literal in parts)
+
+    last_expr, last_literal = parts[-1]
+    condition = f"{last_expr} {cursor.op} {last_literal}"
+    for expr, literal in reversed(parts[:-1]):
+        condition = f"{expr} > {literal} OR ({expr} = {literal} AND ({condition}))"
+
+    # The leading term alone lets the engine prune by the first key column.
+    first_expr, first_literal = parts[0]
+    return f"{first_expr} >= {first_literal} AND ({condition})"
+
+
+def read_window(
+    reader: Reader,
+    query: WindowQuery,
+    *,
+    page_size: int,
+    stats: WindowStats | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Yield every row of a window exactly once, in key order.
+
+    Raises:
+        LogfireSyncError: If the service breaks the protocol (too many rows,
+            rows outside the window or out of order), or if more than 10,000
+            rows share one whole key.
+        RetryableError: When the retries are used up.
+    """
+    pager = _Pager(reader, query, page_size, stats or WindowStats())
+    yield from pager.run()
+
+
+class _Retrier:
+    """Applies a tenacity policy to a loop that is not a single call."""
+
+    def __init__(self, retrying: tenacity.Retrying) -> None:
+        self._retrying = retrying
+        self._state = tenacity.RetryCallState(retrying, None, (), {})
+
+    def failed(self, error: RetryableError) -> None:
+        """Wait before the next attempt, or raise `error` if none is left."""
+        policy, state = self._retrying, self._state
+        state.set_exception((type(error), error, error.__traceback__))
+        if not policy.retry(state):
+            raise error
+
+        wait = float(policy.wait(state))
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            wait = max(wait, error.retry_after)
+        state.upcoming_sleep = wait
+
+        if policy.stop(state):
+            if policy.retry_error_callback is not None:
+                policy.retry_error_callback(state)
+            raise error
+
+        if policy.before_sleep is not None:
+            policy.before_sleep(state)
+        policy.sleep(wait)
+        state.idle_for += wait
+        state.prepare_for_next_attempt()
+
+
+@dataclass
+class _Page:
+    """One request's worth of a window: what arrived, what was passed on."""
+
+    cursor: Cursor | None
+    limit: int
+    rows: int = 0
+    emitted: int = 0
+    held: list[pa.RecordBatch] = field(default_factory=list)
+    held_key: tuple[pa.Scalar, ...] | None = None
+    last_key: tuple[pa.Scalar, ...] | None = None
+
+    def resume_cursor(self) -> Cursor | None:
+        """Where to start again if this page's stream breaks now."""
+        if self.emitted and self.held_key is not None:
+            return Cursor(">=", self.held_key)
+        return self.cursor
+
+
+class _Pager:
+    """The state machine behind :func:`read_window`."""
+
+    def __init__(
+        self, reader: Reader, query: WindowQuery, page_size: int, stats: WindowStats
+    ) -> None:
+        self._reader = reader
+        self._query = query
+        self._page_size = page_size
+        self._stats = stats
+
+    def run(self) -> Iterator[pa.RecordBatch]:
+        """Read pages until the window is complete."""
+        cursor: Cursor | None = None
+        limit = self._page_size
+        retrier = _Retrier(self._reader.retrying())
+
+        while True:
+            page = _Page(cursor, limit)
+            try:
+                yield from self._read(page)
+            except RetryableError as error:
+                self._stats.retries += 1
+                if page.emitted:
+                    retrier = _Retrier(self._reader.retrying())
+                cursor = page.resume_cursor()
+                retrier.failed(error)
+                continue
+            retrier = _Retrier(self._reader.retrying())
+
+            next_cursor = self._after(page)
+            if page.rows < page.limit:
+                yield from self._release(page)
+            if next_cursor is None:
+                return
+            cursor, limit = next_cursor
+
+    def _after(self, page: _Page) -> tuple[Cursor, int] | None:
+        """The cursor and limit of the page that follows `page`, if any."""
+        equal_reread = page.cursor is not None and page.cursor.op == "="
+        if page.rows < page.limit:
+            if equal_reread and page.held_key is not None:
+                return Cursor(">", page.held_key), self._page_size
+            return None
+
+        if equal_reread or (not page.emitted and page.limit >= MAX_LIMIT):
+            raise self._tie_overflow(page)
+        if page.emitted and page.held_key is not None:
+            return Cursor(">=", page.held_key), self._page_size
+
+        # The whole page is one run of equal keys: read exactly that key.
+        assert page.held_key is not None
+        return Cursor("=", page.held_key), MAX_LIMIT
+
+    def _read(self, page: _Page) -> Iterator[pa.RecordBatch]:
+        """Send one page's request and pass its rows on as they arrive."""
+        query = self._query
+        extra = None if page.cursor is None else key_condition(query.key, page.cursor)
+        sql = query.build(extra, page.limit)
+        self._stats.pages += 1
+
+        stream = self._reader.stream_arrow(
+            sql,
+            min_timestamp=query.min_timestamp,
+            max_timestamp=query.max_timestamp,
+            limit=page.limit,
+        )
+        with _closing(stream):
+            for batch in stream:
+                if batch.num_rows:
+                    yield from self._take(page, batch)
+        self._check_end(page)
+
+    def _take(self, page: _Page, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        """Check a batch, pass on what precedes its last key, hold the rest."""
+        keys = self._key_arrays(batch)
+        self._check(page, batch, keys)
+        page.rows += batch.num_rows
+
+        last = tuple(array[-1] for array in keys)
+        page.last_key = last
+        if page.held_key is not None and _same(page.held_key, last):
+            page.held.append(batch)
+            return
+
+        yield from self._release(page)
+        run = _run_length(keys, last)
+        head = batch.num_rows - run
+        if head:
+            page.emitted += head
+            self._stats.rows += head
+            yield batch.slice(0, head)
+        page.held = [batch.slice(head)]
+        page.held_key = last
+
+    def _release(self, page: _Page) -> Iterator[pa.RecordBatch]:
+        """Pass on the held rows."""
+        held, page.held = page.held, []
+        for batch in held:
+            page.emitted += batch.num_rows
+            self._stats.rows += batch.num_rows
+            yield batch
+
+    def _key_arrays(self, batch: pa.RecordBatch) -> list[pa.Array]:
+        """The key's columns of `batch`, nulls replaced as in the SQL."""
+        arrays = []
+        for column in self._query.key:
+            index = batch.schema.get_field_index(column.name)
+            if index < 0:
+                raise self._violation(
+                    f"the result has no {column.name!r} column, which the pages "
+                    "are ordered by"
+                )
+            array = batch.column(index)
+            if column.null_as is not None:
+                array = pc.fill_null(array, _null_scalar(column, array.type))
+            elif array.null_count:
+                raise self._violation(
+                    f"the key column {column.name!r} holds nulls, so the rows "
+                    "cannot be paged through"
+                )
+            arrays.append(array)
+        return arrays
+
+    def _check(self, page: _Page, batch: pa.RecordBatch, keys: list[pa.Array]) -> None:
+        """Refuse a batch that breaks the protocol."""
+        if page.rows + batch.num_rows > page.limit:
+            raise self._violation(
+                f"a page asked for at most {page.limit} rows returned more"
+            )
+        self._check_window(batch)
+
+        previous = page.last_key or (page.cursor.values if page.cursor else None)
+        if previous is not None and not _ordered(previous, keys):
+            raise self._violation(
+                "the rows did not come back in the order the query asked for"
+            )
+        if page.last_key is None and page.cursor is not None:
+            first = tuple(array[0] for array in keys)
+            if page.cursor.op == ">" and _same(first, page.cursor.values):
+                raise self._violation("a page repeated the key it had to start after")
+            if page.cursor.op == "=" and not _same(
+                tuple(array[-1] for array in keys), page.cursor.values
+            ):
+                raise self._violation("a page returned rows of another key")
+
+    def _check_window(self, batch: pa.RecordBatch) -> None:
+        """Refuse rows outside the window."""
+        query = self._query
+        index = batch.schema.get_field_index(query.window_column)
+        if index < 0:
+            raise self._violation(f"the result has no {query.window_column!r} column")
+        bounds = pc.min_max(batch.column(index)).as_py()
+        low, high = _utc(bounds["min"]), _utc(bounds["max"])
+        if low is None or high is None:
+            raise self._violation(f"the column {query.window_column!r} holds nulls")
+        if low < query.window.lo or high >= query.window.hi:
+            raise self._violation(
+                f"rows with {query.window_column} from {low.isoformat()} to "
+                f"{high.isoformat()} came back for the window {query.window}"
+            )
+
+    def _check_end(self, page: _Page) -> None:
+        """Refuse an `=` re-read whose rows were not all of its key."""
+        if page.cursor is not None and page.cursor.op == "=" and page.rows == 0:
+            raise self._violation("re-reading a run of equal keys returned no rows")
+
+    def _tie_overflow(self, page: _Page) -> LogfireSyncError:
+        """The error for a run of equal keys too long to read in one request."""
+        names = ", ".join(column.name for column in self._query.key)
+        values = ", ".join(str(value) for value in page.held_key or ())
+        return LogfireSyncError(
+            f"At least {MAX_LIMIT} {self._query.label} rows share one whole key "
+            f"({names} = {values}) in the window {self._query.window}, more than "
+            "one request can return, so they cannot be read without losing "
+            "some. Narrow the sync with filters (service_names, where) so that "
+            "fewer rows share a key."
+        )
+
+    def _violation(self, what: str) -> LogfireSyncError:
+        """The error for a response that breaks the query protocol."""
+        return LogfireSyncError(
+            f"The service broke the query protocol while reading "
+            f"{self._query.label} in the window {self._query.window}: {what}. "
+            "Nothing from this window was committed; report this to the "
+            "service's maintainers."
+        )
+
+
+@contextlib.contextmanager
+def _closing(iterator: Iterator[object]) -> Iterator[None]:
+    """Close a generator when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
+
+
+def _same(left: Sequence[pa.Scalar], right: Sequence[pa.Scalar]) -> bool:
+    """Whether two keys are equal, column by column."""
+    return all(a.equals(b) for a, b in zip(left, right, strict=True))
+
+
+def _run_length(keys: list[pa.Array], last: tuple[pa.Scalar, ...]) -> int:
+    """How many rows of a sorted batch are equal to its last key."""
+    mask = None
+    for array, value in zip(keys, last, strict=True):
+        equal = pc.equal(array, value)
+        mask = equal if mask is None else pc.and_(mask, equal)
+    assert mask is not None
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _ordered(previous: Sequence[pa.Scalar], keys: list[pa.Array]) -> bool:
+    """Whether `previous`, then the rows of `keys`, never decrease."""
+    ok: pa.Array | None = None
+    for value, array in reversed(list(zip(previous, keys, strict=True))):
+        full = pa.concat_arrays([pa.array([value.as_py()], array.type), array])
+        before, after = full.slice(0, len(full) - 1), full.slice(1)
+        if ok is None:
+            ok = pc.greater_equal(after, before)
+        else:
+            ok = pc.or_(pc.greater(after, before), pc.and_(pc.equal(after, before), ok))
+    assert ok is not None
+    return bool(pc.all(ok).as_py())
+
+
+def _utc(value: object) -> datetime | None:
+    """A timestamp from Arrow as an aware UTC datetime."""
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _null_literal(column: KeyColumn) -> str:
+    """The SQL literal a null in `column` compares as."""
+    assert column.null_as is not None
+    if column.kind == "timestamp":
+        return timestamp_literal(datetime.fromisoformat(column.null_as))
+    return quote_literal(column.null_as)
+
+
+def _null_scalar(column: KeyColumn, arrow_type: pa.DataType) -> pa.Scalar:
+    """The Arrow value a null in `column` compares as."""
+    assert column.null_as is not None
+    if column.kind == "timestamp":
+        return pa.scalar(datetime.fromisoformat(column.null_as), arrow_type)
+    return pa.scalar(column.null_as, arrow_type)
+
+
+def _literal(value: pa.Scalar, column: KeyColumn) -> str:
+    """A key value as an SQL literal of its own type."""
+    arrow_type = value.type
+    python = value.as_py()
+    if pa.types.is_timestamp(arrow_type):
+        stamp = _utc(python)
+        assert stamp is not None
+        return timestamp_literal(stamp)
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return quote_literal(python)
+    if pa.types.is_string_view(arrow_type):
+        return quote_literal(python)
+    if pa.types.is_boolean(arrow_type):
+        return "TRUE" if python else "FALSE"
+    if pa.types.is_integer(arrow_type):
+        return str(int(python))
+    if pa.types.is_floating(arrow_type) and _finite(python):
+        return repr(float(python))
+    if pa.types.is_date(arrow_type):
+        return f"CAST({quote_literal(python.isoformat())} AS DATE)"
+    raise LogfireSyncError(
+        f"Cannot page by the column {column.name!r} of type {arrow_type}: use a "
+        "timestamp, text, integer, boolean or date column as the key."
+    )
+
+
+def _finite(value: object) -> bool:
+    """Whether `value` is a finite float, fit for a literal."""
+    return isinstance(value, float) and value == value and abs(value) != float("inf")
+
+
+# Reading many windows at once.
+
+_QUEUE_BATCHES: Final = 4
+_POLL_SECONDS: Final = 0.1
+
+_Item = tuple[Literal["batch"], pa.RecordBatch] | tuple[Literal["end"], int]
+
+
+class _ConsumerGoneError(Exception):
+    """The consumer went away: a worker drops its window."""
+
+
+@dataclass
+class _Slot:
+    """One planned window and the queue its reader fills."""
+
+    window: Window
+    items: queue.Queue[_Item | tuple[Literal["error"], BaseException]]
+
+
+class _Fetcher:
+    """Threads that read planned windows ahead of the consumer."""
+
+    def __init__(
+        self,
+        planner: WindowPlanner,
+        read: Callable[[Window], Iterator[pa.RecordBatch]],
+        concurrency: int,
+    ) -> None:
+        self._planner = planner
+        self._read = read
+        self._lock = threading.Condition()
+        self._slots: dict[int, _Slot] = {}
+        self._planned = 0
+        self._finished_planning = False
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"logfire-fetch-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
+
+    def __iter__(self) -> Iterator[tuple[Window, pa.RecordBatch | None]]:
+        for thread in self._threads:
+            thread.start()
+        try:
+            yield from self._consume()
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join()
+
+    def _consume(self) -> Iterator[tuple[Window, pa.RecordBatch | None]]:
+        """Yield each window's batches, then (window, None), in window order."""
+        sequence = 0
+        while True:
+            slot = self._wait_for(sequence)
+            if slot is None:
+                return
+            while True:
+                item = slot.items.get()
+                if item[0] == "batch":
+                    yield slot.window, item[1]
+                elif item[0] == "end":
+                    yield slot.window, None
+                    break
+                else:
+                    raise item[1]
+            sequence += 1
+
+    def _wait_for(self, sequence: int) -> _Slot | None:
+        """The slot of the window numbered `sequence`, once it is planned."""
+        with self._lock:
+            while sequence not in self._slots:
+                if self._finished_planning and sequence >= self._planned:
+                    return None
+                self._lock.wait()
+            return self._slots.pop(sequence)
+
+    def _work(self) -> None:
+        """Plan the next window, read it into its slot, and repeat."""
+        while not self._stop.is_set():
+            slot = self._plan()
+            if slot is None:
+                return
+            try:
+                rows = self._fill(slot)
+            except _ConsumerGoneError:
+                return
+            except BaseException as error:
+                self._finish_planning()
+                self._put(slot, ("error", error), final=True)
+                return
+            with self._lock:
+                self._planner.observe(slot.window, rows)
+
+    def _plan(self) -> _Slot | None:
+        """Take the next window from the planner and give it a slot."""
+        with self._lock:
+            window = None if self._finished_planning else self._planner.next_window()
+            if window is None:
+                self._finished_planning = True
+                self._lock.notify_all()
+                return None
+            slot = _Slot(window, queue.Queue(maxsize=_QUEUE_BATCHES))
+            self._slots[self._planned] = slot
+            self._planned += 1
+            self._lock.notify_all()
+            return slot
+
+    def _finish_planning(self) -> None:
+        """Plan no more windows: one has failed."""
+        with self._lock:
+            self._finished_planning = True
+            self._lock.notify_all()
+
+    def _fill(self, slot: _Slot) -> int:
+        """Read a window into its slot; returns its row count."""
+        rows = 0
+        batches = self._read(slot.window)
+        with _closing(batches):
+            for batch in batches:
+                rows += batch.num_rows
+                self._put(slot, ("batch", batch))
+        self._put(slot, ("end", rows))
+        return rows
+
+    def _put(
+        self,
+        slot: _Slot,
+        item: _Item | tuple[Literal["error"], BaseException],
+        *,
+        final: bool = False,
+    ) -> None:
+        """Queue an item, giving up if the consumer has gone away."""
+        while True:
+            try:
+                slot.items.put(item, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    if final:
+                        return
+                    raise _ConsumerGoneError() from None
+
+
+def read_windows(
+    planner: WindowPlanner,
+    read: Callable[[Window], Iterator[pa.RecordBatch]],
+    *,
+    concurrency: int = 1,
+) -> Iterator[tuple[Window, pa.RecordBatch | None]]:
+    """Read the planner's windows in threads and yield them in window order.
+
+    Yields ``(window, batch)`` for each batch, then ``(window, None)`` once the
+    window is complete. Reading runs ahead of the consumer in ``concurrency``
+    threads (one thread still overlaps fetching with whatever the consumer
+    does), each holding at most a few batches unconsumed. A window that fails
+    raises its error when the consumer reaches it.
+    """
+    yield from _Fetcher(planner, read, concurrency)
