@@ -1,0 +1,534 @@
+"""The options of a sync, checked and converted before any request is sent.
+
+Options arrive the dlt way: as arguments, from ``[sources.logfire]`` in
+``config.toml`` and ``secrets.toml``, or from environment variables such as
+``SOURCES__LOGFIRE__SETTLE``. So they are plain numbers and strings, which
+:func:`build_settings` turns into a frozen :class:`Settings`, raising a
+:class:`ConfigurationError` that names the option and the fix for any bad one.
+
+Durations are numbers of seconds (``300``, ``1.5``) or strings: seconds
+(``"300"``), units (``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``, ``"1w"``) or ISO
+8601 durations (``"PT5M"``, ``"P1DT12H"``). Instants are datetimes with a time
+zone or ISO 8601 strings with an offset (``"2026-05-01T00:00:00Z"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, cast
+
+from connector.errors import ConfigurationError
+from connector.sql import validate_column_name
+from connector.tables import TABLES, TableName
+from connector.windows import MIN_WIDTH, max_created_at_width
+
+__all__ = [
+    "DEFAULTS",
+    "LEVELS",
+    "Settings",
+    "WriteDisposition",
+    "build_settings",
+    "parse_duration",
+    "parse_instant",
+]
+
+logger = logging.getLogger(__name__)
+
+WriteDisposition = Literal["merge", "append"]
+
+LEVELS: Final[Mapping[str, int]] = {
+    "trace": 1,
+    "debug": 5,
+    "info": 9,
+    "notice": 10,
+    "warn": 13,
+    "warning": 13,
+    "error": 17,
+    "fatal": 21,
+}
+"""Logfire's level names and their numbers."""
+
+DEFAULTS: Final[Mapping[str, object]] = {
+    "initial_window": timedelta(hours=1),
+    "settle": timedelta(minutes=5),
+    "lateness_back": timedelta(hours=24),
+    "lateness_ahead": timedelta(hours=1),
+    "first_sync": timedelta(hours=24),
+    "chunk": timedelta(days=1),
+    "page_size": 10_000,
+    "target_pages": 20,
+    "concurrency": 1,
+    "timeout": 120.0,
+    "max_attempts": 8,
+    "max_retry_seconds": 300.0,
+}
+"""The default of every option that has one."""
+
+_GUARANTEED_SETTLE: Final = timedelta(minutes=5)
+_UNIT_SECONDS: Final = {
+    "w": 604_800.0,
+    "d": 86_400.0,
+    "h": 3_600.0,
+    "m": 60.0,
+    "min": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+_NUMBER: Final = r"\d+(?:\.\d*)?|\.\d+"
+_UNIT_PART: Final = re.compile(rf"\s*({_NUMBER})\s*(ms|min|w|d|h|m|s)", re.IGNORECASE)
+_ISO_DURATION: Final = re.compile(
+    rf"P(?:(?P<w>{_NUMBER})W)?(?:(?P<d>{_NUMBER})D)?"
+    rf"(?:T(?:(?P<h>{_NUMBER})H)?(?:(?P<m>{_NUMBER})M)?(?:(?P<s>{_NUMBER})S)?)?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option of a sync, checked. See :func:`build_settings`."""
+
+    read_token: str = field(repr=False)
+    base_url: str | None
+    tables: tuple[TableName, ...]
+    columns: Mapping[TableName, tuple[str, ...]]
+    service_names: tuple[str, ...] | None
+    environments: tuple[str, ...] | None
+    span_names: tuple[str, ...] | None
+    min_level: int | None
+    where: Mapping[TableName, str]
+    start: datetime | None
+    initial_window: timedelta
+    settle: timedelta
+    lateness_back: timedelta
+    lateness_ahead: timedelta
+    page_size: int
+    target_pages: int
+    concurrency: int
+    timeout: float
+    max_attempts: int
+    max_retry_seconds: float
+    chunk: timedelta
+    backfill: tuple[datetime, datetime] | None
+    write_disposition: WriteDisposition
+
+    @property
+    def max_width(self) -> timedelta:
+        """The widest `created_at` window that fits the 14-day scan limit."""
+        return max_created_at_width(self.lateness_back, self.lateness_ahead)
+
+
+def build_settings(
+    *,
+    read_token: object,
+    base_url: object = None,
+    tables: object = None,
+    columns: object = None,
+    service_names: object = None,
+    environments: object = None,
+    span_names: object = None,
+    min_level: object = None,
+    where: object = None,
+    start: object = None,
+    initial_window: object = None,
+    settle: object = None,
+    lateness_back: object = None,
+    lateness_ahead: object = None,
+    page_size: object = None,
+    target_pages: object = None,
+    concurrency: object = None,
+    timeout: object = None,
+    max_attempts: object = None,
+    max_retry_seconds: object = None,
+    chunk: object = None,
+    backfill: object = None,
+    write_disposition: object = None,
+) -> Settings:
+    """Check and convert the options of a sync; None means the default.
+
+    Raises:
+        ConfigurationError: For the first bad option, naming it and the fix.
+    """
+    chosen_tables = _tables(tables)
+    settings = Settings(
+        read_token=_token(read_token),
+        base_url=_optional_text(base_url, "base_url"),
+        tables=chosen_tables,
+        columns=_columns(columns, chosen_tables),
+        service_names=_names(service_names, "service_names"),
+        environments=_names(environments, "environments", allow_empty=True),
+        span_names=_names(span_names, "span_names"),
+        min_level=_level(min_level),
+        where=_where(where, chosen_tables),
+        start=None if start is None else parse_instant(start, "start"),
+        initial_window=_duration(initial_window, "initial_window", positive=True),
+        settle=_duration(settle, "settle"),
+        lateness_back=_duration(lateness_back, "lateness_back"),
+        lateness_ahead=_duration(lateness_ahead, "lateness_ahead"),
+        page_size=_integer(page_size, "page_size", 1, 10_000),
+        target_pages=_integer(target_pages, "target_pages", 1, 1_000),
+        concurrency=_integer(concurrency, "concurrency", 1, 16),
+        timeout=_seconds(timeout, "timeout"),
+        max_attempts=_integer(max_attempts, "max_attempts", 1, 100),
+        max_retry_seconds=_seconds(max_retry_seconds, "max_retry_seconds"),
+        chunk=_duration(chunk, "chunk", positive=True),
+        backfill=_backfill(backfill),
+        write_disposition=_write_disposition(write_disposition),
+    )
+    _check_together(settings)
+    return settings
+
+
+def parse_duration(value: object, option: str) -> timedelta:
+    """A duration option as a timedelta, at microsecond precision.
+
+    Raises:
+        ConfigurationError: If `value` is not a non-negative duration.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise _bad_duration(option, value)
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _duration_text(value.strip(), option)
+    else:
+        raise _bad_duration(option, value)
+
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _bad_duration(option, value)
+    return timedelta(microseconds=round(seconds * 1_000_000))
+
+
+def parse_instant(value: object, option: str) -> datetime:
+    """An instant option as an aware UTC datetime.
+
+    Raises:
+        ConfigurationError: If `value` is not a datetime or ISO 8601 text, or
+            has no time zone.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"{option} = {value!r} is not an ISO 8601 time. Write it like "
+                "'2026-05-01T00:00:00Z' or '2026-05-01T02:00:00+02:00'."
+            ) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise ConfigurationError(
+            f"{option} must be a datetime or an ISO 8601 string, not "
+            f"{type(value).__name__} ({value!r})."
+        )
+
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ConfigurationError(
+            f"{option} = {parsed.isoformat()} has no time zone, so the instant "
+            "it means is unclear. Add an offset, such as "
+            f"'{parsed.isoformat()}Z' for UTC."
+        )
+    return parsed.astimezone(UTC)
+
+
+def _duration_text(text: str, option: str) -> float:
+    """The seconds a duration string says."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+
+    iso = _ISO_DURATION.fullmatch(text)
+    if iso and text.upper() not in ("P", "PT") and not text.upper().endswith("T"):
+        return sum(
+            float(amount) * _UNIT_SECONDS[unit]
+            for unit, amount in iso.groupdict().items()
+            if amount is not None
+        )
+
+    parts = _UNIT_PART.findall(text)
+    if parts and "".join(_UNIT_PART.sub("", text).split()) == "":
+        return sum(
+            float(amount) * _UNIT_SECONDS[unit.lower()] for amount, unit in parts
+        )
+    raise _bad_duration(option, text)
+
+
+def _bad_duration(option: str, value: object) -> ConfigurationError:
+    """The error for a value that is not a duration."""
+    return ConfigurationError(
+        f"{option} = {value!r} is not a duration. Give a number of seconds "
+        "(300), a string with units ('5m', '1h30m', '2d') or an ISO 8601 "
+        "duration ('PT5M')."
+    )
+
+
+def _duration(value: object, option: str, *, positive: bool = False) -> timedelta:
+    """A duration option, or its default when None."""
+    if value is None:
+        return cast(timedelta, DEFAULTS[option])
+    duration = parse_duration(value, option)
+    if positive and duration <= timedelta(0):
+        raise ConfigurationError(
+            f"{option} must be longer than zero, not {value!r}. Give a positive "
+            "duration such as '1h'."
+        )
+    return duration
+
+
+def _seconds(value: object, option: str) -> float:
+    """A positive number of seconds, or its default when None."""
+    if value is None:
+        return cast(float, DEFAULTS[option])
+    seconds = parse_duration(value, option).total_seconds()
+    if seconds <= 0:
+        raise ConfigurationError(
+            f"{option} must be a positive number of seconds, not {value!r}."
+        )
+    return seconds
+
+
+def _integer(value: object, option: str, low: int, high: int) -> int:
+    """An integer option within ``[low, high]``, or its default when None."""
+    if value is None:
+        return cast(int, DEFAULTS[option])
+    number: object = value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ConfigurationError(
+            f"{option} must be a whole number from {low} to {high}, not {value!r}."
+        )
+    if not low <= number <= high:
+        raise ConfigurationError(
+            f"{option} = {number} is out of range. Choose a value from {low} to {high}."
+        )
+    return number
+
+
+def _token(value: object) -> str:
+    """The read token, which must be a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            "read_token is missing or empty. Set it in .dlt/secrets.toml under "
+            "[sources.logfire], or in the SOURCES__LOGFIRE__READ_TOKEN "
+            "environment variable."
+        )
+    return value.strip()
+
+
+def _optional_text(value: object, option: str) -> str | None:
+    """A text option that may be left out."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"{option} must be a non-empty string, not {value!r}. Leave it out "
+            "for the default."
+        )
+    return value.strip()
+
+
+def _sequence(value: object, option: str) -> list[object]:
+    """A list option; a single string is refused, as it is a common slip."""
+    if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset):
+        raise ConfigurationError(
+            f"{option} must be a list of strings, such as ['a', 'b'], not {value!r}."
+        )
+    return list(value)
+
+
+def _tables(value: object) -> tuple[TableName, ...]:
+    """The tables to sync; both when None."""
+    if value is None:
+        return ("records", "metrics")
+    chosen: list[TableName] = []
+    for item in _sequence(value, "tables"):
+        if item not in TABLES:
+            raise ConfigurationError(
+                f"tables lists {item!r}, which is not a table the sync knows. "
+                "Use 'records', 'metrics' or both."
+            )
+        name = cast(TableName, item)
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        raise ConfigurationError(
+            "tables is empty. List 'records', 'metrics' or both, or leave it out."
+        )
+    return tuple(chosen)
+
+
+def _columns(
+    value: object, tables: tuple[TableName, ...]
+) -> Mapping[TableName, tuple[str, ...]]:
+    """The chosen columns per table; a table left out gets every column."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            "columns must map table names to lists of columns, such as "
+            f"{{'records': ['span_name', 'duration']}}, not {value!r}."
+        )
+
+    chosen: dict[TableName, tuple[str, ...]] = {}
+    for table, names in value.items():
+        if table not in tables:
+            raise ConfigurationError(
+                f"columns names the table {table!r}, which is not synced. Sync "
+                f"it in tables, or remove it from columns (synced: {list(tables)})."
+            )
+        spec = TABLES[cast(TableName, table)]
+        picked = [
+            _column(name, spec.columns, table) for name in _sequence(names, "columns")
+        ]
+        wanted = set(picked) | set(spec.required_columns)
+        chosen[spec.name] = tuple(name for name in spec.columns if name in wanted)
+    return chosen
+
+
+def _column(name: object, known: tuple[str, ...], table: str) -> str:
+    """One chosen column, which the table must have."""
+    if not isinstance(name, str):
+        raise ConfigurationError(f"columns for {table} must be strings, not {name!r}.")
+    validate_column_name(name)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(
+            f"columns for {table} lists {name!r}, which is not a {table} column.{hint}"
+        )
+    return name
+
+
+def _names(
+    value: object, option: str, *, allow_empty: bool = False
+) -> tuple[str, ...] | None:
+    """A filter's list of names; None means no filter."""
+    if value is None:
+        return None
+    names = _sequence(value, option)
+    if not names:
+        raise ConfigurationError(
+            f"{option} is an empty list, which would match nothing. Leave it out "
+            "to keep every row."
+        )
+    for name in names:
+        if not isinstance(name, str) or (not name and not allow_empty):
+            raise ConfigurationError(
+                f"{option} must hold non-empty strings, not {name!r}."
+            )
+        if "\x00" in name:
+            raise ConfigurationError(f"{option} holds a NUL character; remove it.")
+    return tuple(cast(list[str], names))
+
+
+def _level(value: object) -> int | None:
+    """The lowest level kept, from a number or a level name."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in LEVELS:
+            return LEVELS[text]
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        names = ", ".join(name for name in LEVELS if name != "warning")
+        raise ConfigurationError(
+            f"min_level = {value!r} is not a level. Give a number (9 is info) or "
+            f"one of {names}."
+        )
+    return value
+
+
+def _where(value: object, tables: tuple[TableName, ...]) -> Mapping[TableName, str]:
+    """The raw SQL conditions per table, from one string or a mapping."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {table: _condition(value, "where") for table in tables}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            "where must be an SQL condition, or map table names to conditions, "
+            f"not {value!r}."
+        )
+    conditions: dict[TableName, str] = {}
+    for table, condition in value.items():
+        if table not in tables:
+            raise ConfigurationError(
+                f"where names the table {table!r}, which is not synced "
+                f"(synced: {list(tables)})."
+            )
+        conditions[cast(TableName, table)] = _condition(condition, f"where[{table}]")
+    return conditions
+
+
+def _condition(value: object, option: str) -> str:
+    """One raw SQL condition."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"{option} must be a non-empty SQL condition, such as "
+            f"\"service_name = 'api'\", not {value!r}."
+        )
+    if "\x00" in value:
+        raise ConfigurationError(f"{option} holds a NUL character; remove it.")
+    return value.strip()
+
+
+def _backfill(value: object) -> tuple[datetime, datetime] | None:
+    """The event-time range a backfill re-reads, as ``[start, end)``."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ConfigurationError(
+            "backfill must be a pair (start, end) of instants, such as "
+            f"['2026-05-01T00:00:00Z', '2026-05-02T00:00:00Z'], not {value!r}."
+        )
+    start = parse_instant(value[0], "backfill start")
+    end = parse_instant(value[1], "backfill end")
+    if not start < end:
+        raise ConfigurationError(
+            f"The backfill starts at {start.isoformat()}, which is not before its "
+            f"end {end.isoformat()}. Give the earlier instant first."
+        )
+    return start, end
+
+
+def _write_disposition(value: object) -> WriteDisposition:
+    """How rows are written: merge (the default) or append."""
+    if value is None:
+        return "merge"
+    if value not in ("merge", "append"):
+        raise ConfigurationError(
+            f"write_disposition = {value!r} is not supported. Use 'merge' (the "
+            "default), or 'append' for destinations without merge, such as "
+            "Parquet files."
+        )
+    return value
+
+
+def _check_together(settings: Settings) -> None:
+    """Checks that involve more than one option."""
+    max_created_at_width(settings.lateness_back, settings.lateness_ahead)
+    if settings.initial_window < MIN_WIDTH:
+        raise ConfigurationError(
+            f"initial_window = {settings.initial_window} is shorter than "
+            f"{MIN_WIDTH}. Give at least one second."
+        )
+    if settings.settle < _GUARANTEED_SETTLE:
+        logger.warning(
+            "settle is %s, shorter than the 5 minutes after which Logfire "
+            "guarantees that no more rows are stored with a created_at: rows "
+            "stored late may be missed.",
+            settings.settle,
+        )

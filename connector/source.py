@@ -1,0 +1,891 @@
+"""The dlt source: Logfire's `records` and `metrics`, synced incrementally.
+
+Each table is read in windows of `created_at`, the time Logfire stored a row,
+up to a horizon `settle` before the service's clock; later rows may still be
+stored with an earlier `created_at`, so they wait for the next run. The
+watermark, kept in the resource's dlt state, moves past a window only once all
+of its rows have been yielded. A failed run therefore leaves it where it was,
+and the next run reads the same windows again.
+
+Rows are loaded with `merge` (strategy `delete-insert`) on the merge key
+`(created_at, start_timestamp)` for records and `(created_at,
+recorded_timestamp)` for metrics, without a primary key. Re-reading a window
+replaces exactly the rows it reads again, while distinct rows that share ids
+(a span, its events and logs) all survive. Destinations without merge, such as
+Parquet files on the filesystem destination, take `write_disposition="append"`:
+every window is read once, so rows still arrive once, but a backfill over rows
+already loaded adds them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import dlt
+import pyarrow as pa
+from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
+from dlt.extract import DltResource
+
+from connector.arrow import prepare_batch
+from connector.client import LogfireClient
+from connector.errors import ConfigurationError
+from connector.pager import (
+    WindowQuery,
+    WindowStats,
+    order_by,
+    read_window,
+    read_windows,
+)
+from connector.retry import RetryPolicy
+from connector.settings import (
+    DEFAULTS,
+    Settings,
+    build_settings,
+)
+from connector.sql import in_list, quote_identifier, timestamp_literal
+from connector.tables import TABLES, KeyColumn, TableSpec
+from connector.windows import (
+    Window,
+    WindowPlanner,
+    created_at_scan,
+    event_time_scan,
+    max_event_time_width,
+)
+
+__all__ = [
+    "Progress",
+    "TableSynced",
+    "WindowLoaded",
+    "logfire_source",
+    "logfire_sql_resource",
+]
+
+logger = logging.getLogger(__name__)
+
+_RETENTION: Final = timedelta(days=30)
+_SELECT: Final = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class WindowLoaded:
+    """A window's rows have all been yielded to dlt.
+
+    Attributes:
+        table: The resource, such as ``records``.
+        window: The window, on `created_at` (or on event time in a backfill).
+        rows: How many rows it held.
+        watermark: The table's watermark after it; None in a backfill.
+        backfill: Whether the window belongs to a backfill.
+    """
+
+    table: str
+    window: Window
+    rows: int
+    watermark: datetime | None
+    backfill: bool
+
+
+@dataclass(frozen=True)
+class TableSynced:
+    """A resource has read everything it will read in this run.
+
+    Attributes:
+        table: The resource, such as ``records``.
+        rows: Rows yielded in this run.
+        windows: Windows read in this run.
+        requests: HTTP requests sent, retries included.
+        watermark: The watermark now (in a backfill: how far it has got).
+        horizon: The newest instant that was safe to read up to.
+        caught_up: Whether nothing more is left to read up to the horizon
+            (in a backfill: whether the backfill is finished).
+        backfill: Whether this was a backfill.
+        seconds: How long the resource ran.
+    """
+
+    table: str
+    rows: int
+    windows: int
+    requests: int
+    watermark: datetime | None
+    horizon: datetime
+    caught_up: bool
+    backfill: bool
+    seconds: float
+
+
+Progress = Callable[[WindowLoaded | TableSynced], None]
+"""A callback told of every loaded window and every finished table."""
+
+
+@dlt.source(name="logfire", max_table_nesting=0)
+def logfire_source(
+    read_token: str = dlt.secrets.value,
+    base_url: str | None = None,
+    tables: Sequence[str] | None = None,
+    columns: dict[str, list[str]] | None = None,
+    service_names: Sequence[str] | None = None,
+    environments: Sequence[str] | None = None,
+    span_names: Sequence[str] | None = None,
+    min_level: int | str | None = None,
+    where: str | dict[str, str] | None = None,
+    start: str | datetime | None = None,
+    initial_window: float | str | None = None,
+    settle: float | str | None = None,
+    lateness_back: float | str | None = None,
+    lateness_ahead: float | str | None = None,
+    page_size: int | None = None,
+    target_pages: int | None = None,
+    concurrency: int | None = None,
+    timeout: float | str | None = None,
+    max_attempts: int | None = None,
+    max_retry_seconds: float | str | None = None,
+    chunk: float | str | None = None,
+    backfill: Sequence[str | datetime] | None = None,
+    write_disposition: str | None = None,
+    progress: Progress | None = None,
+) -> list[DltResource]:
+    """Logfire's `records` and `metrics` tables, read incrementally.
+
+    Every option can also come from ``[sources.logfire]`` in dlt's config and
+    secrets files, or from environment variables such as
+    ``SOURCES__LOGFIRE__READ_TOKEN``. Durations are seconds or strings such
+    as ``"5m"``, ``"1h30m"`` or ``"PT5M"``; instants are ISO 8601 with an
+    offset. Left out, an option takes the default in brackets.
+
+    Args:
+        read_token: A Logfire read token (a secret).
+        base_url: The service's root URL [from the token's region].
+        tables: The tables to sync [records and metrics].
+        columns: Per table, the columns to load [all the service has]; the
+            key, cursor and merge-key columns are always added.
+        service_names: Keep only rows of these services.
+        environments: Keep only rows of these deployment environments; ``""``
+            stands for rows with none.
+        span_names: Records only: keep only these span names.
+        min_level: Records only: the lowest level kept, as a number or one of
+            trace, debug, info, notice, warn, error, fatal.
+        where: A raw SQL condition ANDed to every query (a string), or one
+            per table (a mapping). It is pasted as written: keeping it valid,
+            and safe, is the caller's responsibility.
+        start: Where the first sync starts [24 hours before the service's
+            now]; ignored once a watermark exists.
+        initial_window: The first window's width [1 h]; later ones adapt.
+        settle: How far behind the service's clock to stop reading [5 min],
+            as Logfire stores no more rows with a `created_at` older than that.
+        lateness_back: How long before `created_at` a row's event time can be
+            [24 h].
+        lateness_ahead: How long after `created_at` it can be [1 h].
+        page_size: Rows per request, 1 to 10,000 [10,000].
+        target_pages: About how many pages a window should hold [20].
+        concurrency: Windows read at once, 1 to 16 [1]; rows are still
+            yielded in window order, and reading runs ahead of loading.
+        timeout: Seconds to wait for each read from the service [120].
+        max_attempts: Attempts per request before giving up [8].
+        max_retry_seconds: The time budget for retrying a request [300].
+        chunk: The most `created_at` time one run reads [1 day], so a long
+            backfill of history is committed piece by piece.
+        backfill: ``(start, end)``: re-read event times in ``[start, end)``
+            instead of syncing new rows, without moving the watermark.
+        write_disposition: ``merge`` [default], or ``append`` for destinations
+            without merge.
+        progress: Called with a :class:`WindowLoaded` after every window and a
+            :class:`TableSynced` after every table.
+
+    Returns:
+        One resource per table, named after it.
+
+    Raises:
+        ConfigurationError: For any bad option, before any request is sent.
+    """
+    settings = build_settings(
+        read_token=read_token,
+        base_url=base_url,
+        tables=tables,
+        columns=columns,
+        service_names=service_names,
+        environments=environments,
+        span_names=span_names,
+        min_level=min_level,
+        where=where,
+        start=start,
+        initial_window=initial_window,
+        settle=settle,
+        lateness_back=lateness_back,
+        lateness_ahead=lateness_ahead,
+        page_size=page_size,
+        target_pages=target_pages,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        max_retry_seconds=max_retry_seconds,
+        chunk=chunk,
+        backfill=backfill,
+        write_disposition=write_disposition,
+    )
+    return [
+        _table_resource(TABLES[name], settings, progress) for name in settings.tables
+    ]
+
+
+def _table_resource(
+    spec: TableSpec, settings: Settings, progress: Progress | None
+) -> DltResource:
+    """The dlt resource that syncs one table."""
+    merge = settings.write_disposition == "merge"
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        sync = _TableSync(spec, settings, progress)
+        yield from sync.run()
+
+    disposition: TWriteDispositionConfig = "append"
+    if merge:
+        disposition = {"disposition": "merge", "strategy": "delete-insert"}
+    return dlt.resource(
+        rows(),
+        name=spec.name,
+        table_name=spec.name,
+        write_disposition=disposition,
+        merge_key=list(spec.merge_key) if merge else [],
+        columns=_column_hints(spec, settings),
+    )
+
+
+def _column_hints(spec: TableSpec, settings: Settings) -> dict[str, TColumnSchema]:
+    """JSON types for JSON and list columns; partitioning on event time."""
+    selected = settings.columns.get(spec.name) or spec.columns
+    hints: dict[str, TColumnSchema] = {}
+    for name in selected:
+        if name in spec.json_columns or name in spec.list_columns:
+            hints[name] = {"data_type": "json"}
+    hints[spec.bound] = {"partition": True, "cluster": True}
+    return hints
+
+
+def _make_client(settings: Settings) -> LogfireClient:
+    """A client with the settings' timeout and retry policy."""
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts, max_elapsed=settings.max_retry_seconds
+    )
+    return LogfireClient(
+        settings.read_token,
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        retry=policy,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    """An instant as kept in the state: ISO 8601, microseconds, UTC."""
+    return moment.isoformat(timespec="microseconds")
+
+
+def _stored_instant(state: dict[str, Any], key: str) -> datetime | None:
+    """An instant from the state, if it is there."""
+    value = state.get(key)
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _stored_width(state: dict[str, Any], default: timedelta) -> timedelta:
+    """The window width the last run ended with, or `default`."""
+    seconds = state.get("window_seconds")
+    if isinstance(seconds, int | float) and seconds > 0:
+        return timedelta(seconds=seconds)
+    return default
+
+
+class _TableSync:
+    """One run of one table's resource: incremental or backfill."""
+
+    def __init__(
+        self, spec: TableSpec, settings: Settings, progress: Progress | None
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.progress = progress
+        self.stats = WindowStats()
+        self.windows = 0
+
+    def run(self) -> Iterator[pa.RecordBatch]:
+        """Read what this run should read, keeping the state up to date."""
+        state: dict[str, Any] = dlt.current.resource_state()
+        started = time.monotonic()
+        with _make_client(self.settings) as client:
+            now = client.server_now()
+            horizon = now - self.settings.settle
+            if self.settings.backfill is None:
+                yield from self._incremental(client, state, now, horizon)
+                watermark = _stored_instant(state, "watermark")
+                caught_up = watermark is not None and watermark >= horizon
+            else:
+                progress_state = self._backfill_state(state)
+                yield from self._backfill(client, progress_state, horizon)
+                watermark = _stored_instant(progress_state, "done_until")
+                caught_up = bool(progress_state.get("finished"))
+            requests = client.requests_made
+
+        self._report(
+            TableSynced(
+                table=self.spec.name,
+                rows=self.stats.rows,
+                windows=self.windows,
+                requests=requests,
+                watermark=watermark,
+                horizon=horizon,
+                caught_up=caught_up,
+                backfill=self.settings.backfill is not None,
+                seconds=time.monotonic() - started,
+            )
+        )
+
+    def _incremental(
+        self,
+        client: LogfireClient,
+        state: dict[str, Any],
+        now: datetime,
+        horizon: datetime,
+    ) -> Iterator[pa.RecordBatch]:
+        """Read new windows of `created_at` up to the horizon, one chunk."""
+        settings = self.settings
+        watermark = _stored_instant(state, "watermark")
+        if watermark is None:
+            watermark = settings.start or now - _first_sync()
+            self._warn_if_beyond_retention(watermark, now)
+            state["watermark"] = _iso(watermark)
+
+        end = min(horizon, watermark + settings.chunk)
+        if end > watermark:
+            planner = _planner(settings, watermark, end, state, settings.max_width)
+            query = _TableQuery(self.spec, settings, horizon=None)
+            yield from self._read(client, planner, query, state, "watermark")
+
+        watermark = _stored_instant(state, "watermark")
+        state["last_run_at"] = _iso(now)
+        state["horizon"] = _iso(horizon)
+        state["caught_up"] = watermark is not None and watermark >= horizon
+
+    def _backfill_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The progress of this backfill, kept apart from the watermark."""
+        assert self.settings.backfill is not None
+        start, end = self.settings.backfill
+        backfills: dict[str, Any] = state.setdefault("backfills", {})
+        progress: dict[str, Any] = backfills.setdefault(
+            f"{_iso(start)}/{_iso(end)}", {}
+        )
+        progress.setdefault("done_until", _iso(start))
+        progress.setdefault("finished", False)
+        progress.setdefault("rows_loaded", 0)
+        return progress
+
+    def _backfill(
+        self, client: LogfireClient, progress: dict[str, Any], horizon: datetime
+    ) -> Iterator[pa.RecordBatch]:
+        """Re-read one chunk of the backfill's event-time range."""
+        settings = self.settings
+        assert settings.backfill is not None
+        done_until = _stored_instant(progress, "done_until")
+        assert done_until is not None
+        end = min(settings.backfill[1], done_until + settings.chunk)
+
+        if end > done_until:
+            width = max_event_time_width()
+            planner = _planner(settings, done_until, end, progress, width)
+            query = _TableQuery(self.spec, settings, horizon=horizon)
+            yield from self._read(client, planner, query, progress, "done_until")
+
+        done = _stored_instant(progress, "done_until")
+        progress["finished"] = done is not None and done >= settings.backfill[1]
+        progress["last_run_at"] = _iso(horizon + settings.settle)
+
+    def _read(
+        self,
+        client: LogfireClient,
+        planner: WindowPlanner,
+        query: _TableQuery,
+        state: dict[str, Any],
+        mark: str,
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the planner's windows, moving `state[mark]` past each one."""
+
+        def done(window: Window, rows: int) -> None:
+            state[mark] = _iso(window.hi)
+            state["window_seconds"] = planner.width.total_seconds()
+            state["rows_loaded"] = int(state.get("rows_loaded", 0)) + rows
+            self.windows += 1
+            self._window_done(window, rows, mark)
+
+        yield from _read_planned(
+            client, planner, query.window_query, self.settings, self.stats, done
+        )
+
+    def _window_done(self, window: Window, rows: int, mark: str) -> None:
+        """Log and report a window whose rows have all been yielded."""
+        backfill = mark != "watermark"
+        logger.info(
+            "%s: %s window %s loaded %s rows; %s is now %s.",
+            self.spec.name,
+            "backfill" if backfill else "created_at",
+            window,
+            rows,
+            "backfill progress" if backfill else "watermark",
+            window.hi.isoformat(),
+        )
+        self._report(
+            WindowLoaded(
+                table=self.spec.name,
+                window=window,
+                rows=rows,
+                watermark=None if backfill else window.hi,
+                backfill=backfill,
+            )
+        )
+
+    def _report(self, event: WindowLoaded | TableSynced) -> None:
+        """Tell the progress callback, if there is one."""
+        if self.progress is not None:
+            self.progress(event)
+
+    def _warn_if_beyond_retention(self, start: datetime, now: datetime) -> None:
+        """Warn when the first sync starts further back than Logfire keeps data."""
+        if now - start > _RETENTION:
+            logger.warning(
+                "%s: the first sync starts at %s, more than 30 days before the "
+                "service's now (%s): data that old is probably past retention "
+                "and will not be found.",
+                self.spec.name,
+                start.isoformat(),
+                now.isoformat(),
+            )
+
+
+def _first_sync() -> timedelta:
+    """How far back the first sync starts when no start is given."""
+    value = DEFAULTS["first_sync"]
+    assert isinstance(value, timedelta)
+    return value
+
+
+class _TableQuery:
+    """The SQL of a table's windows, with the settings' columns and filters.
+
+    With a `horizon`, windows are on the table's event-time column (a
+    backfill), and only rows stored before the horizon are read.
+    """
+
+    def __init__(
+        self, spec: TableSpec, settings: Settings, *, horizon: datetime | None
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.horizon = horizon
+        self.window_column = spec.cursor if horizon is None else spec.bound
+        self.columns = _select_list(settings.columns.get(spec.name))
+        self.filters = _filters(spec, settings)
+
+    def window_query(self, window: Window) -> WindowQuery:
+        """What the pager needs to read `window`."""
+        if self.horizon is None:
+            low, high = created_at_scan(
+                window, self.settings.lateness_back, self.settings.lateness_ahead
+            )
+        else:
+            low, high = event_time_scan(window)
+        conditions = [*_window_conditions(self.window_column, window), *self.filters]
+        if self.horizon is not None:
+            cursor = quote_identifier(self.spec.cursor)
+            conditions.append(f"{cursor} < {timestamp_literal(self.horizon)}")
+
+        def build(extra: str | None, limit: int) -> str:
+            where = conditions if extra is None else [*conditions, f"({extra})"]
+            return (
+                f"SELECT {self.columns}\nFROM {self.spec.name}\n"
+                f"WHERE {' AND '.join(where)}\n"
+                f"ORDER BY {order_by(self.spec.key)}\nLIMIT {limit}"
+            )
+
+        return WindowQuery(
+            build=build,
+            key=self.spec.key,
+            window=window,
+            window_column=self.window_column,
+            min_timestamp=low,
+            max_timestamp=high,
+            label=self.spec.name,
+        )
+
+
+def _select_list(columns: Sequence[str] | None) -> str:
+    """The SELECT list: the chosen columns, or every column."""
+    if not columns:
+        return "*"
+    return ", ".join(quote_identifier(name) for name in columns)
+
+
+def _window_conditions(column: str, window: Window) -> list[str]:
+    """The SQL that keeps rows of `column` within ``[lo, hi)``."""
+    name = quote_identifier(column)
+    return [
+        f"{name} >= {timestamp_literal(window.lo)}",
+        f"{name} < {timestamp_literal(window.hi)}",
+    ]
+
+
+def _filters(spec: TableSpec, settings: Settings) -> list[str]:
+    """The SQL conditions of the settings' filters for one table."""
+    conditions = []
+    if settings.service_names:
+        conditions.append(f"service_name IN {in_list(settings.service_names)}")
+    if settings.environments:
+        condition = f"deployment_environment IN {in_list(settings.environments)}"
+        if "" in settings.environments:
+            condition = f"({condition} OR deployment_environment IS NULL)"
+        conditions.append(condition)
+    if spec.name == "records" and settings.span_names:
+        conditions.append(f"span_name IN {in_list(settings.span_names)}")
+    if spec.name == "records" and settings.min_level is not None:
+        conditions.append(f"level >= {settings.min_level}")
+    where = settings.where.get(spec.name)
+    if where:
+        # Line breaks keep a trailing `--` comment from swallowing the rest.
+        conditions.append(f"(\n{where}\n)")
+    return conditions
+
+
+def logfire_sql_resource(
+    name: str,
+    sql: str,
+    cursor_column: str,
+    *,
+    primary_key: str | Sequence[str] | None = None,
+    read_token: str | None = None,
+    base_url: str | None = None,
+    start: str | datetime | None = None,
+    initial_window: float | str | None = None,
+    settle: float | str | None = None,
+    lateness_back: float | str | None = None,
+    lateness_ahead: float | str | None = None,
+    page_size: int | None = None,
+    target_pages: int | None = None,
+    timeout: float | str | None = None,
+    max_attempts: int | None = None,
+    max_retry_seconds: float | str | None = None,
+    chunk: float | str | None = None,
+    progress: Progress | None = None,
+) -> DltResource:
+    """A resource that syncs the result of any query by a timestamp cursor.
+
+    The query must be a ``SELECT`` (or ``WITH ... SELECT``) whose result has
+    `cursor_column`, a timestamp. It is read in windows of that column the
+    way the tables are read by `created_at`::
+
+        SELECT * FROM (<sql>) AS q
+        WHERE cursor >= lo AND cursor < hi [AND keyset condition]
+        ORDER BY cursor, primary_key... LIMIT page_size
+
+    DataFusion keeps an outer ``ORDER BY`` with ``LIMIT`` over a subquery (only
+    an inner ``ORDER BY`` is dropped), so this pages correctly.
+
+    The request's `min_timestamp` and `max_timestamp` bound the table's own
+    time column (`start_timestamp` for records, `recorded_timestamp` for
+    metrics): a window ``[lo, hi)`` scans ``[lo - lateness_back, hi +
+    lateness_ahead]``, so these must cover how far that column can lie from
+    the cursor. The defaults (24 h back, 1 h ahead) suit a `created_at`
+    cursor and hourly or finer buckets of event time.
+
+    A cursor value is read once, after `settle`. For rollups of event time,
+    whose buckets keep changing while late spans arrive (up to a day), set
+    `settle` to at least ``lateness_back`` plus 5 minutes, e.g. ``"24h5m"``.
+
+    Merge semantics: with `primary_key`, rows are merged (`delete-insert`) on
+    it, so a row read again replaces the old one; without, rows are appended,
+    each window being read exactly once. Pages are ordered by the cursor and
+    then the primary key, whose columns must not be null; without a primary
+    key, more than 10,000 rows sharing one cursor value fail the sync.
+
+    Args:
+        name: The resource and table name.
+        sql: The user's query.
+        cursor_column: The timestamp column of the result windows are cut on.
+        primary_key: Columns that identify a row of the result.
+        read_token: A Logfire read token [``sources.logfire.read_token`` from
+            dlt's secrets].
+        base_url: As in :func:`logfire_source`; so are the other options.
+        start: As in :func:`logfire_source`.
+        initial_window: As in :func:`logfire_source`.
+        settle: As in :func:`logfire_source`.
+        lateness_back: As in :func:`logfire_source`.
+        lateness_ahead: As in :func:`logfire_source`.
+        page_size: As in :func:`logfire_source`.
+        target_pages: As in :func:`logfire_source`.
+        timeout: As in :func:`logfire_source`.
+        max_attempts: As in :func:`logfire_source`.
+        max_retry_seconds: As in :func:`logfire_source`.
+        chunk: As in :func:`logfire_source`.
+        progress: As in :func:`logfire_source`.
+
+    Raises:
+        ConfigurationError: For any bad option, before any request is sent.
+    """
+    token = read_token if read_token is not None else _configured_token()
+    settings = build_settings(
+        read_token=token,
+        base_url=base_url,
+        tables=["records"],
+        start=start,
+        initial_window=initial_window,
+        settle=settle,
+        lateness_back=lateness_back,
+        lateness_ahead=lateness_ahead,
+        page_size=page_size,
+        target_pages=target_pages,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        max_retry_seconds=max_retry_seconds,
+        chunk=chunk,
+    )
+    query = _UserQuery(name, sql, cursor_column, _key_names(primary_key), settings)
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        sync = _QuerySync(query, settings, progress)
+        yield from sync.run()
+
+    keys = list(query.primary_key)
+    disposition: TWriteDispositionConfig = "append"
+    if keys:
+        disposition = {"disposition": "merge", "strategy": "delete-insert"}
+    return dlt.resource(
+        rows(),
+        name=query.name,
+        table_name=query.name,
+        write_disposition=disposition,
+        primary_key=keys or [],
+    )
+
+
+def _configured_token() -> str:
+    """The read token from dlt's secrets, for the SQL resource."""
+    try:
+        token = dlt.secrets["sources.logfire.read_token"]
+    except KeyError:
+        token = None
+    if not isinstance(token, str):
+        raise ConfigurationError(
+            "No read token: pass read_token, or set sources.logfire.read_token in "
+            ".dlt/secrets.toml (or SOURCES__LOGFIRE__READ_TOKEN)."
+        )
+    return token
+
+
+def _key_names(primary_key: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The primary key as a tuple of column names."""
+    if primary_key is None:
+        return ()
+    if isinstance(primary_key, str):
+        return (primary_key,)
+    return tuple(primary_key)
+
+
+class _UserQuery:
+    """A user's query, wrapped for windows and keyset paging."""
+
+    def __init__(
+        self,
+        name: str,
+        sql: str,
+        cursor_column: str,
+        primary_key: tuple[str, ...],
+        settings: Settings,
+    ) -> None:
+        self.name = _resource_name(name)
+        self.sql = _user_sql(sql)
+        self.cursor = _plain_column(cursor_column, "cursor_column")
+        self.primary_key = tuple(
+            _plain_column(column, "primary_key") for column in primary_key
+        )
+        self.key = tuple(
+            KeyColumn(column, "text")
+            for column in dict.fromkeys([self.cursor, *self.primary_key])
+        )
+        self.settings = settings
+
+    def window_query(self, window: Window) -> WindowQuery:
+        """What the pager needs to read `window` of the cursor."""
+        low, high = created_at_scan(
+            window, self.settings.lateness_back, self.settings.lateness_ahead
+        )
+        conditions = _window_conditions(self.cursor, window)
+
+        def build(extra: str | None, limit: int) -> str:
+            where = conditions if extra is None else [*conditions, f"({extra})"]
+            return (
+                f"SELECT * FROM (\n{self.sql}\n) AS q\n"
+                f"WHERE {' AND '.join(where)}\n"
+                f"ORDER BY {order_by(self.key)}\nLIMIT {limit}"
+            )
+
+        return WindowQuery(
+            build=build,
+            key=self.key,
+            window=window,
+            window_column=self.cursor,
+            min_timestamp=low,
+            max_timestamp=high,
+            label=self.name,
+        )
+
+
+def _resource_name(name: object) -> str:
+    """The SQL resource's name, fit for a table."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigurationError(
+            f"The resource name {name!r} is not a plain name. Use letters, digits "
+            "and underscores, such as 'hourly_errors'."
+        )
+    return name
+
+
+def _user_sql(sql: object) -> str:
+    """The user's query, which must be one SELECT."""
+    if not isinstance(sql, str) or not _SELECT.match(sql):
+        raise ConfigurationError(
+            "The query of a SQL resource must be a SELECT (or WITH ... SELECT) "
+            f"statement, not {sql!r}."
+        )
+    text = sql.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    if ";" in text.replace("';'", ""):
+        logger.debug("The query of a SQL resource contains a semicolon: %s", text)
+    return text
+
+
+def _plain_column(name: object, option: str) -> str:
+    """A column of the user's result named in an option."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigurationError(
+            f"{option} = {name!r} is not a plain column name. Alias the column "
+            "in the query (AS hour) and name the alias."
+        )
+    return name
+
+
+class _QuerySync:
+    """One run of a SQL resource: new windows of its cursor, one chunk."""
+
+    def __init__(
+        self, query: _UserQuery, settings: Settings, progress: Progress | None
+    ) -> None:
+        self.query = query
+        self.settings = settings
+        self.progress = progress
+        self.stats = WindowStats()
+        self.windows = 0
+
+    def run(self) -> Iterator[pa.RecordBatch]:
+        """Read the cursor's new windows up to the horizon, one chunk."""
+        state: dict[str, Any] = dlt.current.resource_state()
+        started = time.monotonic()
+        settings = self.settings
+        with _make_client(settings) as client:
+            now = client.server_now()
+            horizon = now - settings.settle
+            watermark = _stored_instant(state, "watermark")
+            if watermark is None:
+                watermark = settings.start or now - _first_sync()
+                state["watermark"] = _iso(watermark)
+
+            end = min(horizon, watermark + settings.chunk)
+            if end > watermark:
+                planner = _planner(settings, watermark, end, state, settings.max_width)
+
+                def done(window: Window, rows: int) -> None:
+                    state["window_seconds"] = planner.width.total_seconds()
+                    self._window_done(state, window, rows)
+
+                yield from _read_planned(
+                    client, planner, self.query.window_query, settings, self.stats, done
+                )
+            requests = client.requests_made
+
+        final = _stored_instant(state, "watermark")
+        state["last_run_at"] = _iso(now)
+        state["caught_up"] = final is not None and final >= horizon
+        if self.progress is not None:
+            self.progress(
+                TableSynced(
+                    table=self.query.name,
+                    rows=self.stats.rows,
+                    windows=self.windows,
+                    requests=requests,
+                    watermark=final,
+                    horizon=horizon,
+                    caught_up=bool(state["caught_up"]),
+                    backfill=False,
+                    seconds=time.monotonic() - started,
+                )
+            )
+
+    def _window_done(self, state: dict[str, Any], window: Window, rows: int) -> None:
+        """Move the watermark past a window whose rows were all yielded."""
+        state["watermark"] = _iso(window.hi)
+        state["rows_loaded"] = int(state.get("rows_loaded", 0)) + rows
+        self.windows += 1
+        logger.info(
+            "%s: window %s loaded %s rows; watermark is now %s.",
+            self.query.name,
+            window,
+            rows,
+            window.hi.isoformat(),
+        )
+        if self.progress is not None:
+            self.progress(
+                WindowLoaded(self.query.name, window, rows, window.hi, backfill=False)
+            )
+
+
+def _planner(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    state: dict[str, Any],
+    max_width: timedelta,
+) -> WindowPlanner:
+    """A planner over ``[start, end)`` that resumes the last run's width."""
+    return WindowPlanner(
+        start,
+        end,
+        width=_stored_width(state, settings.initial_window),
+        max_width=max_width,
+        target_rows=settings.target_pages * settings.page_size,
+        page_rows=settings.page_size,
+        concurrency=settings.concurrency,
+    )
+
+
+def _read_planned(
+    client: LogfireClient,
+    planner: WindowPlanner,
+    window_query: Callable[[Window], WindowQuery],
+    settings: Settings,
+    stats: WindowStats,
+    done: Callable[[Window, int], None],
+) -> Iterator[pa.RecordBatch]:
+    """Yield the planner's windows in order, calling `done` after each one."""
+
+    def read(window: Window) -> Iterator[pa.RecordBatch]:
+        query = window_query(window)
+        return read_window(client, query, page_size=settings.page_size, stats=stats)
+
+    rows = 0
+    for window, batch in read_windows(planner, read, concurrency=settings.concurrency):
+        if batch is not None:
+            rows += batch.num_rows
+            yield prepare_batch(batch)
+            continue
+        done(window, rows)
+        rows = 0
