@@ -1,0 +1,76 @@
+"""The errors the connector raises, one tree under a single root.
+
+Each class tells the caller what to do about it::
+
+    LogfireSyncError                      anything raised by logfire-sync
+    ├── ConfigurationError (ValueError)   fix the configuration
+    ├── AuthenticationError               fix the read token (HTTP 401, 403)
+    ├── QueryError                        fix the query or its options (400, 422)
+    └── RetryableError                    worth trying again
+        ├── RateLimitedError              wait, then retry (429); has .retry_after
+        └── TransientError                retry (5xx, dropped connection, timeout)
+            └── IncompleteResponseError   the response stopped early; retry
+
+Errors that come from an HTTP response carry its ``status_code``; the others
+have ``status_code = None``. The message always includes what the server said.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "IncompleteResponseError",
+    "LogfireSyncError",
+    "QueryError",
+    "RateLimitedError",
+    "RetryableError",
+    "TransientError",
+]
+
+
+class LogfireSyncError(Exception):
+    """The root of every error logfire-sync raises."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class ConfigurationError(LogfireSyncError, ValueError):
+    """A setting is missing or wrong; retrying cannot help."""
+
+
+class AuthenticationError(LogfireSyncError):
+    """The service refused the read token."""
+
+
+class QueryError(LogfireSyncError):
+    """The service refused the query or the request options."""
+
+
+class RetryableError(LogfireSyncError):
+    """A failure that may pass if the same request is sent again."""
+
+
+class RateLimitedError(RetryableError):
+    """The service asked to slow down; ``retry_after`` is its wish in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class TransientError(RetryableError):
+    """A server error, a dropped connection or a timeout."""
+
+
+class IncompleteResponseError(TransientError):
+    """The response ended before all of its data arrived."""
