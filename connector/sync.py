@@ -1,0 +1,388 @@
+"""Running syncs to completion, and reading how far they have got.
+
+:func:`run_sync` runs the source again and again, one chunk of `created_at`
+time per ``pipeline.run``, until every table has caught up with the horizon.
+Each chunk is committed on its own, so a crash redoes at most one chunk.
+:func:`run_backfill` does the same for a backfill of an event-time range, and
+:func:`read_status` reads the watermarks back from the pipeline's state::
+
+    pipeline = dlt.pipeline("logfire", destination="duckdb", dataset_name="logfire")
+    report = run_sync(pipeline, service_names=["api"])
+    print(report.rows, report.requests, report.caught_up)
+
+Destinations whose merge cannot delete and insert (the filesystem destination
+with Parquet files, for one) get ``write_disposition="append"`` unless the
+caller chooses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.extract import DltSource
+
+from connector.errors import ConfigurationError, LogfireSyncError
+from connector.settings import parse_instant
+from connector.source import Progress, TableSynced, WindowLoaded, logfire_source
+
+__all__ = [
+    "SyncReport",
+    "TableReport",
+    "TableStatus",
+    "read_status",
+    "run_backfill",
+    "run_sync",
+]
+
+logger = logging.getLogger(__name__)
+
+_SOURCE_NAME: Final = "logfire"
+
+
+@dataclass(frozen=True)
+class TableReport:
+    """What a sync did to one table, over all of its chunks.
+
+    Attributes:
+        table: The table, such as ``records``.
+        rows: Rows loaded.
+        windows: Windows read.
+        requests: HTTP requests sent for it, retries included.
+        watermark: Every row stored before it is loaded (in a backfill: how
+            far the backfill has got).
+        caught_up: Whether the table has reached the horizon (in a backfill:
+            whether the backfill is finished).
+    """
+
+    table: str
+    rows: int
+    windows: int
+    requests: int
+    watermark: datetime | None
+    caught_up: bool
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What :func:`run_sync` or :func:`run_backfill` did.
+
+    Attributes:
+        tables: One report per table.
+        chunks: How many times the pipeline ran.
+        seconds: Wall-clock time of the whole sync.
+    """
+
+    tables: tuple[TableReport, ...]
+    chunks: int
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        """Rows loaded into all tables."""
+        return sum(table.rows for table in self.tables)
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent, retries included."""
+        return sum(table.requests for table in self.tables)
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether every table has caught up (or the backfill is finished)."""
+        return all(table.caught_up for table in self.tables)
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows loaded per second of the sync."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """How far one table's sync has got, from the pipeline's state.
+
+    Attributes:
+        table: The resource, such as ``records``.
+        watermark: Every row stored before it is loaded.
+        lag: How far the watermark is behind `now`.
+        rows_loaded: Rows loaded by all runs so far.
+        last_run_at: The service's clock at the start of the last run.
+        caught_up: Whether the last run reached the horizon.
+    """
+
+    table: str
+    watermark: datetime | None
+    lag: timedelta | None
+    rows_loaded: int
+    last_run_at: datetime | None
+    caught_up: bool
+
+
+@dataclass
+class _Tally:
+    """Sums the source's events over the chunks of one sync."""
+
+    progress: Progress | None
+    rows: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    last: dict[str, TableSynced] = field(default_factory=dict)
+    chunk_windows: int = 0
+
+    def __call__(self, event: WindowLoaded | TableSynced) -> None:
+        if isinstance(event, WindowLoaded):
+            self.chunk_windows += 1
+        else:
+            table = event.table
+            self.rows[table] = self.rows.get(table, 0) + event.rows
+            self.windows[table] = self.windows.get(table, 0) + event.windows
+            self.requests[table] = self.requests.get(table, 0) + event.requests
+            self.last[table] = event
+        if self.progress is not None:
+            self.progress(event)
+
+    def pending(self) -> list[str]:
+        """Tables that have not caught up yet."""
+        return [name for name, event in self.last.items() if not event.caught_up]
+
+    def report(self, chunks: int, seconds: float) -> SyncReport:
+        """The report of the sync so far."""
+        tables = tuple(
+            TableReport(
+                table=name,
+                rows=self.rows[name],
+                windows=self.windows[name],
+                requests=self.requests[name],
+                watermark=event.watermark,
+                caught_up=event.caught_up,
+            )
+            for name, event in self.last.items()
+        )
+        return SyncReport(tables=tables, chunks=chunks, seconds=seconds)
+
+
+def run_sync(
+    pipeline: dlt.Pipeline,
+    *,
+    max_chunks: int | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> SyncReport:
+    """Sync new rows until every table has caught up with the horizon.
+
+    Args:
+        pipeline: The dlt pipeline to run; its state holds the watermarks.
+        max_chunks: Stop after this many runs of the pipeline, caught up or
+            not [no limit].
+        progress: Called with every event of the source, as in
+            :func:`connector.logfire_source`.
+        **options: The options of :func:`connector.logfire_source`; those
+            left out come from dlt's config (``[sources.logfire]``).
+
+    Returns:
+        What was loaded, and whether everything caught up.
+
+    Raises:
+        ConfigurationError: For a bad or missing option, before any request.
+        LogfireSyncError: When reading fails for good; the watermarks stay
+            where the last committed chunk left them.
+    """
+    if "backfill" in options:
+        raise ConfigurationError(
+            "run_sync does not take backfill; call run_backfill(pipeline, start, "
+            "end) instead."
+        )
+    return _run(pipeline, options, max_chunks, progress, label="sync")
+
+
+def run_backfill(
+    pipeline: dlt.Pipeline,
+    start: datetime | str,
+    end: datetime | str,
+    *,
+    max_chunks: int | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> SyncReport:
+    """Re-read the rows whose event time lies in ``[start, end)``.
+
+    The event time is `start_timestamp` for records and `recorded_timestamp`
+    for metrics. Rows merge with what the incremental sync loaded (the merge
+    key replaces them), and the live watermark does not move. Progress is
+    kept in the pipeline's state, so an interrupted backfill resumes where it
+    stopped when called again with the same range. Use the same filters as the
+    incremental sync: rows that a narrower backfill does not read are still
+    deleted where they share a merge key with rows it does read.
+
+    Args:
+        pipeline: The dlt pipeline to run.
+        start: The first event time to re-read; timezone-aware.
+        end: The end of the range, excluded.
+        max_chunks: As in :func:`run_sync`.
+        progress: As in :func:`run_sync`.
+        **options: As in :func:`run_sync`.
+
+    Returns:
+        What was loaded, and whether the backfill is finished.
+
+    Raises:
+        ConfigurationError: For a bad or missing option, before any request.
+        LogfireSyncError: When reading fails for good.
+    """
+    instants = (parse_instant(start, "start"), parse_instant(end, "end"))
+    options = {**options, "backfill": instants}
+    return _run(pipeline, options, max_chunks, progress, label="backfill")
+
+
+def read_status(
+    pipeline: dlt.Pipeline, *, now: datetime | None = None
+) -> list[TableStatus]:
+    """The watermark, lag and totals of every synced table, from local state.
+
+    Args:
+        pipeline: The dlt pipeline; call ``pipeline.sync_destination()`` first
+            to read the state kept in the destination instead.
+        now: What the lag is measured against [the local clock, in UTC].
+    """
+    moment = now or datetime.now(UTC)
+    statuses = []
+    for name, state in _resource_states(pipeline).items():
+        watermark = _instant(state.get("watermark"))
+        statuses.append(
+            TableStatus(
+                table=name,
+                watermark=watermark,
+                lag=None if watermark is None else moment - watermark,
+                rows_loaded=int(state.get("rows_loaded", 0)),
+                last_run_at=_instant(state.get("last_run_at")),
+                caught_up=bool(state.get("caught_up", False)),
+            )
+        )
+    return statuses
+
+
+def _run(
+    pipeline: dlt.Pipeline,
+    options: dict[str, Any],
+    max_chunks: int | None,
+    progress: Progress | None,
+    *,
+    label: str,
+) -> SyncReport:
+    """Run chunks until caught up, stalled, or out of chunks."""
+    if max_chunks is not None and max_chunks < 1:
+        raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
+    options = _with_disposition(pipeline, options)
+    tally = _Tally(progress)
+    source = _make_source(options, tally)
+    started = time.monotonic()
+
+    chunks = 0
+    pending: list[str] = list(source.resources.keys())
+    while pending:
+        chunk_started = time.monotonic()
+        rows_before = sum(tally.rows.values())
+        tally.chunk_windows = 0
+
+        _run_chunk(pipeline, source.with_resources(*pending))
+        chunks += 1
+        _log_chunk(label, chunks, sum(tally.rows.values()) - rows_before, chunk_started)
+
+        pending = tally.pending()
+        if tally.chunk_windows == 0 or (
+            max_chunks is not None and chunks >= max_chunks
+        ):
+            break
+        source = _make_source(options, tally)
+
+    return tally.report(chunks, time.monotonic() - started)
+
+
+def _make_source(options: Mapping[str, Any], tally: _Tally) -> DltSource:
+    """The source with the caller's options, its events counted by `tally`."""
+    try:
+        source: DltSource = logfire_source(**options, progress=tally)
+    except ConfigFieldMissingException as error:
+        raise ConfigurationError(
+            f"A required option is missing: {', '.join(error.fields)}. Set "
+            "read_token in .dlt/secrets.toml under [sources.logfire], or in the "
+            "SOURCES__LOGFIRE__READ_TOKEN environment variable."
+        ) from None
+    return source
+
+
+def _run_chunk(pipeline: dlt.Pipeline, source: DltSource) -> None:
+    """One pipeline run, raising the connector's own error if it fails."""
+    try:
+        pipeline.run(source)
+    except Exception as failure:
+        cause = _connector_error(failure)
+        if cause is None:
+            raise
+        raise cause from failure
+
+
+def _connector_error(failure: BaseException) -> LogfireSyncError | None:
+    """The connector's error behind a failed pipeline step, if any."""
+    seen: set[int] = set()
+    error: BaseException | None = failure
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LogfireSyncError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _with_disposition(
+    pipeline: dlt.Pipeline, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The options, with append for destinations that cannot delete-insert."""
+    if options.get("write_disposition") is not None or pipeline.destination is None:
+        return options
+    strategies = pipeline.destination.capabilities().supported_merge_strategies
+    if "delete-insert" in strategies:
+        return options
+    logger.info(
+        "The %s destination cannot merge by delete-insert, so rows are appended.",
+        pipeline.destination.destination_name,
+    )
+    return {**options, "write_disposition": "append"}
+
+
+def _log_chunk(label: str, chunk: int, rows: int, started: float) -> None:
+    """One INFO line per chunk: rows and rows per second."""
+    seconds = time.monotonic() - started
+    rate = rows / seconds if seconds > 0 else 0.0
+    logger.info(
+        "The %s's chunk %s loaded %s rows in %.1f s (%.0f rows/s).",
+        label,
+        chunk,
+        rows,
+        seconds,
+        rate,
+    )
+
+
+def _resource_states(pipeline: dlt.Pipeline) -> dict[str, dict[str, Any]]:
+    """The state of every resource that keeps a watermark."""
+    states: dict[str, dict[str, Any]] = {}
+    sources = pipeline.state.get("sources", {})
+    for source_name in sorted(sources, key=lambda name: name != _SOURCE_NAME):
+        resources = sources[source_name].get("resources", {})
+        for name, state in resources.items():
+            if isinstance(state, dict) and "watermark" in state:
+                states.setdefault(name, state)
+    return states
+
+
+def _instant(value: object) -> datetime | None:
+    """An instant kept in the state."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else None

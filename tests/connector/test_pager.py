@@ -1,0 +1,162 @@
+"""Reading one window page by page from the sandbox: ties, bursts, broken streams."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+from synchelp import NOW, TS, make_records, sandbox
+
+from connector.client import LogfireClient
+from connector.errors import IncompleteResponseError, LogfireSyncError
+from connector.pager import (
+    WindowQuery,
+    WindowStats,
+    key_condition,
+    order_by,
+    read_window,
+)
+from connector.retry import RetryPolicy
+from connector.sql import timestamp_literal
+from connector.tables import RECORDS
+from connector.windows import Window, created_at_scan
+from sandbox.server import SandboxServer
+
+WINDOW = Window(NOW - timedelta(hours=6), NOW - timedelta(minutes=5))
+FAST = RetryPolicy(max_attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0)
+
+
+def tied_rows(n: int, *, created_offset: timedelta, same_key: bool) -> pa.Table:
+    """`n` rows stored at one instant; with `same_key`, equal on the whole key."""
+    base = make_records(n, seed=7, start=NOW, end=NOW + timedelta(seconds=1))
+    created = NOW - timedelta(hours=3) + created_offset
+    columns = {name: base[name] for name in base.column_names}
+    columns["created_at"] = pa.array([created] * n, TS)
+    columns["_visible_at"] = pa.array([created] * n, TS)
+    columns["start_timestamp"] = pa.array([created] * n, TS)
+    columns["attributes"] = pa.array([json.dumps({"row": i}) for i in range(n)])
+    if same_key:
+        for name in ("trace_id", "span_id", "kind", "span_name", "message"):
+            columns[name] = pa.array([base[name][0].as_py()] * n)
+    return pa.table(columns)
+
+
+def window_query(window: Window = WINDOW) -> WindowQuery:
+    low, high = created_at_scan(window, timedelta(hours=24), timedelta(hours=1))
+
+    def build(extra: str | None, limit: int) -> str:
+        conditions = [
+            f"created_at >= {timestamp_literal(window.lo)}",
+            f"created_at < {timestamp_literal(window.hi)}",
+        ]
+        if extra:
+            conditions.append(f"({extra})")
+        return (
+            f"SELECT * FROM records WHERE {' AND '.join(conditions)} "
+            f"ORDER BY {order_by(RECORDS.key)} LIMIT {limit}"
+        )
+
+    return WindowQuery(build, RECORDS.key, window, "created_at", low, high, "records")
+
+
+def read_all(
+    server: SandboxServer, page_size: int, stats: WindowStats | None = None
+) -> pa.Table:
+    with LogfireClient(server.token, base_url=server.url, retry=FAST) as client:
+        batches = list(
+            read_window(client, window_query(), page_size=page_size, stats=stats)
+        )
+    return pa.Table.from_batches(batches)
+
+
+def expected(server: SandboxServer) -> pa.Table:
+    table = server.store.visible("records", server.clock.now())
+    mask = pa.compute.and_(
+        pa.compute.greater_equal(table["created_at"], pa.scalar(WINDOW.lo, TS)),
+        pa.compute.less(table["created_at"], pa.scalar(WINDOW.hi, TS)),
+    )
+    return table.filter(mask)
+
+
+def attribute_multiset(table: pa.Table) -> list[str]:
+    return sorted(table["attributes"].to_pylist())
+
+
+@pytest.fixture
+def mixed() -> Iterator[SandboxServer]:
+    """Ordinary rows, a burst of 12,000 at one instant, 250 with one whole key."""
+    ordinary = make_records(3_000, seed=1, start=WINDOW.lo, end=WINDOW.hi)
+    burst = tied_rows(12_000, created_offset=timedelta(0), same_key=False)
+    ties = tied_rows(250, created_offset=timedelta(seconds=1), same_key=True)
+    rows = pa.concat_tables([ordinary, burst, ties])
+    with sandbox(rows) as server:
+        yield server
+
+
+def test_a_burst_sharing_one_created_at_arrives_whole(mixed: SandboxServer) -> None:
+    stats = WindowStats()
+    table = read_all(mixed, 10_000, stats)
+    assert table.num_rows == expected(mixed).num_rows == 15_250
+    assert attribute_multiset(table) == attribute_multiset(expected(mixed))
+    assert stats.pages == 2
+
+
+def test_small_pages_with_heavy_ties_lose_and_repeat_nothing(
+    mixed: SandboxServer,
+) -> None:
+    table = read_all(mixed, 100)
+    assert attribute_multiset(table) == attribute_multiset(expected(mixed))
+
+
+def test_rows_come_in_key_order(mixed: SandboxServer) -> None:
+    table = read_all(mixed, 1_000)
+    names = [column.name for column in RECORDS.key]
+    keys = [tuple(row[n] for n in names) for row in table.select(names).to_pylist()]
+    assert keys == sorted(keys)
+
+
+def test_ten_thousand_rows_with_one_whole_key_fail_loudly() -> None:
+    rows = tied_rows(10_000, created_offset=timedelta(0), same_key=True)
+    with sandbox(rows) as server, pytest.raises(LogfireSyncError, match="share one"):
+        read_all(server, 500)
+
+
+def test_a_truncated_stream_resumes_without_loss_or_repeats(
+    mixed: SandboxServer,
+) -> None:
+    mixed.faults.force("truncate", 3)
+    stats = WindowStats()
+    table = read_all(mixed, 10_000, stats)
+    assert attribute_multiset(table) == attribute_multiset(expected(mixed))
+    assert stats.retries == 3
+
+
+def test_when_retries_run_out_the_error_propagates(mixed: SandboxServer) -> None:
+    mixed.faults.force("truncate", 10)
+    with pytest.raises(IncompleteResponseError):
+        read_all(mixed, 10_000)
+
+
+def test_keyset_conditions_are_spelled_out() -> None:
+    batch = pa.record_batch(
+        {
+            "created_at": pa.array([NOW], TS),
+            "trace_id": ["t"],
+            "span_id": ["s"],
+            "kind": ["span"],
+            "start_timestamp": pa.array([NOW], TS),
+            "span_name": ["n"],
+            "message": ["it's"],
+        }
+    )
+    from connector.pager import Cursor
+
+    values = tuple(batch.column(i)[0] for i in range(batch.num_columns))
+    after = key_condition(RECORDS.key, Cursor(">", values))
+    assert "(" in after
+    assert " OR " in after
+    assert "'it''s'" in after
+    assert key_condition(RECORDS.key, Cursor("=", values)).count(" AND ") == 6

@@ -1,0 +1,152 @@
+"""The window planner: windows tile time, respect the 14-day scan, adapt."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.errors import ConfigurationError
+from connector.windows import (
+    MAX_SCAN,
+    MIN_WIDTH,
+    Window,
+    WindowPlanner,
+    created_at_scan,
+    event_time_scan,
+    max_created_at_width,
+)
+
+START = datetime(2026, 5, 1, tzinfo=UTC)
+BACK = timedelta(hours=24)
+AHEAD = timedelta(hours=1)
+
+
+def plan_all(planner: WindowPlanner, rows_per_window: list[int]) -> list[Window]:
+    windows = []
+    index = 0
+    while (window := planner.next_window()) is not None:
+        windows.append(window)
+        rows = rows_per_window[index % len(rows_per_window)]
+        planner.observe(window, rows)
+        index += 1
+    return windows
+
+
+def planner(end: datetime, **overrides: object) -> WindowPlanner:
+    options: dict[str, object] = {
+        "width": timedelta(hours=1),
+        "max_width": max_created_at_width(BACK, AHEAD),
+        "target_rows": 200_000,
+        "page_rows": 10_000,
+    }
+    options.update(overrides)
+    return WindowPlanner(START, end, **options)  # type: ignore[arg-type]
+
+
+def assert_tiles(windows: list[Window], start: datetime, end: datetime) -> None:
+    assert windows[0].lo == start
+    assert windows[-1].hi == end
+    for before, after in itertools.pairwise(windows):
+        assert before.hi == after.lo
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    span_us=st.integers(min_value=1, max_value=60 * 86_400 * 1_000_000),
+    rows=st.lists(st.integers(min_value=0, max_value=5_000_000), min_size=1),
+    width_s=st.floats(min_value=0.5, max_value=30 * 86_400),
+    concurrency=st.integers(min_value=1, max_value=16),
+)
+def test_windows_tile_the_range_with_no_gap_or_overlap(
+    span_us: int, rows: list[int], width_s: float, concurrency: int
+) -> None:
+    end = START + timedelta(microseconds=span_us)
+    windows = plan_all(
+        planner(end, width=timedelta(seconds=width_s), concurrency=concurrency), rows
+    )
+    assert_tiles(windows, START, end)
+    for window in windows:
+        low, high = created_at_scan(window, BACK, AHEAD)
+        assert high - low <= MAX_SCAN
+
+
+def test_quiet_data_grows_windows_eightfold_up_to_the_cap() -> None:
+    end = START + timedelta(days=60)
+    windows = plan_all(planner(end), [0])
+    widths = [window.width for window in windows]
+    assert widths[:3] == [timedelta(hours=1), timedelta(hours=8), timedelta(hours=64)]
+    assert max(widths) == max_created_at_width(BACK, AHEAD)
+    assert len(windows) < 12
+
+
+def test_dense_data_narrows_windows_to_the_target() -> None:
+    end = START + timedelta(days=1)
+    # 1,000,000 rows an hour: the target of 200,000 rows is 12 minutes.
+    plan = planner(end)
+    first = plan.next_window()
+    assert first is not None
+    plan.observe(first, 1_000_000)
+    assert plan.width == timedelta(minutes=12)
+
+
+def test_growth_is_at_most_eightfold_even_when_nearly_empty() -> None:
+    plan = planner(START + timedelta(days=30))
+    first = plan.next_window()
+    assert first is not None
+    plan.observe(first, 1)
+    assert plan.width == timedelta(hours=8)
+
+
+def test_width_never_drops_below_the_minimum() -> None:
+    plan = planner(START + timedelta(days=1))
+    first = plan.next_window()
+    assert first is not None
+    plan.observe(first, 10**12)
+    assert plan.width == MIN_WIDTH
+
+
+def test_concurrency_splits_the_rest_when_it_holds_more_than_a_page() -> None:
+    end = START + timedelta(hours=4)
+    plan = planner(end, concurrency=4, width=timedelta(hours=1))
+    first = plan.next_window()
+    assert first is not None
+    plan.observe(first, 100_000)
+    # 3 hours left, 300,000 rows expected: four readers get 45 minutes each.
+    windows = [plan.next_window() for _ in range(4)]
+    assert [w.width for w in windows if w] == [timedelta(minutes=45)] * 4
+    assert plan.next_window() is None
+
+
+def test_concurrency_does_not_split_a_quiet_rest() -> None:
+    end = START + timedelta(hours=4)
+    plan = planner(end, concurrency=4)
+    first = plan.next_window()
+    assert first is not None
+    plan.observe(first, 10)
+    rest = plan.next_window()
+    assert rest == Window(first.hi, end)
+
+
+def test_lateness_that_leaves_no_room_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="lateness_back"):
+        max_created_at_width(timedelta(days=10), timedelta(days=4))
+
+
+def test_scan_bounds_cover_lateness_with_a_margin() -> None:
+    window = Window(START, START + timedelta(hours=1))
+    low, high = created_at_scan(window, BACK, AHEAD)
+    assert low == START - BACK - timedelta(seconds=1)
+    assert high == window.hi + AHEAD + timedelta(seconds=1)
+    assert event_time_scan(window) == (
+        START - timedelta(seconds=1),
+        window.hi + timedelta(seconds=1),
+    )
+
+
+def test_a_window_needs_lo_before_hi() -> None:
+    with pytest.raises(ValueError, match="lo < hi"):
+        Window(START, START)
