@@ -143,12 +143,16 @@ def empty_metrics() -> pa.Table:
 
 @contextmanager
 def sandbox(
-    records: pa.Table, metrics: pa.Table | None = None, *, now: datetime = NOW
+    records: pa.Table,
+    metrics: pa.Table | None = None,
+    *,
+    now: datetime = NOW,
+    token: str = "sandbox-token",
 ) -> Iterator[SandboxServer]:
     """A sandbox serving the given rows, its clock stopped at `now`."""
     store = Store(records, metrics if metrics is not None else empty_metrics())
     clock = Clock(start=now, speed=1e-9)
-    with SandboxServer(store, clock=clock) as server:
+    with SandboxServer(store, clock=clock, token=token) as server:
         yield server
 
 
@@ -165,13 +169,16 @@ class Destination:
 
     def count(self, name: str) -> int:
         with duckdb.connect(str(self.path), read_only=True) as connection:
-            row = connection.sql(f"SELECT count(*) FROM logfire.{name}").fetchone()
-        assert row is not None
-        return int(row[0])
+            rows = connection.execute(f"SELECT count(*) FROM logfire.{name}").fetchall()
+        return int(rows[0][0])
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.path), read_only=True) as connection:
+            return connection.execute(sql).fetchall()
 
     def has_table(self, name: str) -> bool:
         with duckdb.connect(str(self.path), read_only=True) as connection:
-            rows = connection.sql(
+            rows = connection.execute(
                 "SELECT 1 FROM information_schema.tables "
                 f"WHERE table_schema = 'logfire' AND table_name = '{name}'"
             ).fetchall()
@@ -213,7 +220,7 @@ def _normal(value: Any) -> Any:
         except ValueError:
             return value
     if isinstance(value, list):
-        return json.dumps(value, sort_keys=True)
+        return _normal(json.dumps(value))
     if isinstance(value, datetime):
         return value.astimezone(UTC)
     return value
