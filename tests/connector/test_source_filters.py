@@ -1,0 +1,109 @@
+"""Columns and filters: the destination holds exactly the rows and columns asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from synchelp import (
+    NOW,
+    assert_same_rows,
+    destination,
+    expected_rows,
+    make_metrics,
+    make_records,
+    sandbox,
+)
+
+from connector.sync import run_sync
+from sandbox.server import SandboxServer
+
+START = (NOW - timedelta(hours=30)).isoformat()
+HORIZON = NOW - timedelta(minutes=5)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    records = make_records(3_000, seed=11, start=NOW - timedelta(hours=4), end=NOW)
+    metrics = make_metrics(500, seed=12, start=NOW - timedelta(hours=4), end=NOW)
+    with sandbox(records, metrics) as running:
+        yield running
+
+
+def sync(server: SandboxServer, tmp_path: Path, **extra: Any) -> pa.Table:
+    dest = destination(tmp_path)
+    run_sync(
+        dest.pipeline,
+        read_token=server.token,
+        base_url=server.url,
+        start=START,
+        tables=["records"],
+        **extra,
+    )
+    return dest.table("records")
+
+
+def visible(server: SandboxServer) -> pa.Table:
+    return expected_rows(server.store.visible("records", server.clock.now()), HORIZON)
+
+
+def test_chosen_columns_plus_the_key_are_loaded(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    loaded = sync(server, tmp_path, columns={"records": ["duration", "tags"]})
+    expected = visible(server).select(
+        [
+            "start_timestamp",
+            "created_at",
+            "trace_id",
+            "span_id",
+            "kind",
+            "span_name",
+            "message",
+            "duration",
+            "tags",
+        ]
+    )
+    assert set(loaded.column_names) == set(expected.column_names)
+    assert_same_rows(loaded, expected)
+
+
+def test_service_environment_level_and_span_filters_combine(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    loaded = sync(
+        server,
+        tmp_path,
+        service_names=["api", "web"],
+        environments=["prod", ""],
+        min_level="warn",
+        span_names=["GET /", "query"],
+    )
+    rows = visible(server)
+    environment = rows["deployment_environment"]
+    mask = pc.and_(
+        pc.and_(
+            pc.is_in(rows["service_name"], pa.array(["api", "web"])),
+            pc.or_kleene(pc.equal(environment, "prod"), pc.is_null(environment)),
+        ),
+        pc.and_(
+            pc.greater_equal(rows["level"], 13),
+            pc.is_in(rows["span_name"], pa.array(["GET /", "query"])),
+        ),
+    )
+    expected = rows.filter(mask)
+    assert 0 < expected.num_rows < rows.num_rows
+    assert_same_rows(loaded, expected)
+
+
+def test_a_raw_where_condition_is_anded_even_with_a_trailing_comment(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    loaded = sync(server, tmp_path, where="kind = 'log' -- only logs")
+    rows = visible(server)
+    assert_same_rows(loaded, rows.filter(pc.equal(rows["kind"], "log")))
