@@ -206,6 +206,7 @@ def run_backfill(
     pipeline: dlt.Pipeline,
     start: datetime | str,
     end: datetime | str,
+    /,
     *,
     max_chunks: int | None = None,
     progress: Progress | None = None,
@@ -223,7 +224,9 @@ def run_backfill(
 
     Args:
         pipeline: The dlt pipeline to run.
-        start: The first event time to re-read; timezone-aware.
+        start: The first event time to re-read; timezone-aware. Positional,
+            as the `start` option (where the first sync starts) may be given
+            among the options too.
         end: The end of the range, excluded.
         max_chunks: As in :func:`run_sync`.
         progress: As in :func:`run_sync`.
@@ -237,6 +240,11 @@ def run_backfill(
         LogfireSyncError: When reading fails for good.
     """
     instants = (parse_instant(start, "start"), parse_instant(end, "end"))
+    if not instants[0] < instants[1]:
+        raise ConfigurationError(
+            f"The backfill starts at {instants[0].isoformat()}, which is not before "
+            f"its end {instants[1].isoformat()}. Give the earlier instant first."
+        )
     options = {**options, "backfill": instants}
     return _run(pipeline, options, max_chunks, progress, label="backfill")
 

@@ -1,0 +1,153 @@
+"""run_sync, run_backfill and read_status, end to end against the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from synchelp import (
+    NOW,
+    TS,
+    assert_same_rows,
+    destination,
+    expected_rows,
+    make_metrics,
+    make_records,
+    sandbox,
+)
+
+from connector import TableSynced, WindowLoaded
+from connector.sync import read_status, run_backfill, run_sync
+from sandbox.server import SandboxServer
+
+HORIZON = NOW - timedelta(minutes=5)
+FROM = NOW - timedelta(hours=30)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    records = make_records(4_000, seed=21, start=NOW - timedelta(hours=5), end=NOW)
+    metrics = make_metrics(800, seed=22, start=NOW - timedelta(hours=5), end=NOW)
+    with sandbox(records, metrics) as running:
+        yield running
+
+
+def options(server: SandboxServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "read_token": server.token,
+        "base_url": server.url,
+        "start": FROM.isoformat(),
+        **extra,
+    }
+
+
+def visible(server: SandboxServer, table: str) -> pa.Table:
+    return expected_rows(server.store.visible(table, server.clock.now()), HORIZON)
+
+
+def test_the_report_counts_rows_windows_and_requests(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    events: list[WindowLoaded | TableSynced] = []
+    dest = destination(tmp_path)
+    report = run_sync(dest.pipeline, progress=events.append, **options(server))
+
+    assert report.caught_up
+    assert report.chunks == 2
+    assert (
+        report.rows
+        == visible(server, "records").num_rows + visible(server, "metrics").num_rows
+    )
+    windows = [event for event in events if isinstance(event, WindowLoaded)]
+    assert sum(table.windows for table in report.tables) == len(windows)
+    assert report.requests == sum(table.requests for table in report.tables)
+    assert all(table.requests >= table.windows + 1 for table in report.tables)
+    assert {table.watermark for table in report.tables} == {HORIZON}
+    assert report.rows_per_second > 0
+
+
+def test_read_status_reports_watermarks_and_lag(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, **options(server))
+
+    statuses = {status.table: status for status in read_status(dest.pipeline, now=NOW)}
+    assert set(statuses) == {"records", "metrics"}
+    records = statuses["records"]
+    assert records.watermark == HORIZON
+    assert records.lag == timedelta(minutes=5)
+    assert records.rows_loaded == visible(server, "records").num_rows
+    assert records.caught_up
+    assert records.last_run_at == NOW
+
+
+def test_a_backfill_over_loaded_rows_adds_no_duplicates(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, **options(server))
+
+    report = run_backfill(dest.pipeline, FROM, NOW, **options(server))
+
+    assert report.caught_up
+    assert report.rows > 0
+    for table in ("records", "metrics"):
+        assert_same_rows(dest.table(table), visible(server, table))
+    statuses = {status.table: status for status in read_status(dest.pipeline)}
+    assert statuses["records"].watermark == HORIZON
+
+
+def test_a_backfill_first_then_the_sync_merge_into_one_copy(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    middle = NOW - timedelta(hours=3)
+    run_backfill(dest.pipeline, FROM, middle, tables=["records"], **options(server))
+    rows = visible(server, "records")
+    early = rows.filter(pc.less(rows["start_timestamp"], pa.scalar(middle, TS)))
+    assert_same_rows(dest.table("records"), early)
+
+    run_sync(dest.pipeline, tables=["records"], **options(server))
+    assert_same_rows(dest.table("records"), rows)
+
+
+def test_an_interrupted_backfill_resumes_where_it_stopped(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    backfill: dict[str, Any] = {"tables": ["records"], "chunk": "12h"}
+    first = run_backfill(
+        dest.pipeline, FROM, NOW, max_chunks=1, **backfill, **options(server)
+    )
+    assert not first.caught_up
+
+    rest = run_backfill(dest.pipeline, FROM, NOW, **backfill, **options(server))
+    assert rest.caught_up
+    assert_same_rows(dest.table("records"), visible(server, "records"))
+
+
+def test_parquet_files_on_the_filesystem_destination_get_every_row_once(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    pipeline = dlt.pipeline(
+        pipeline_name="files",
+        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="logfire",
+    )
+    run_sync(pipeline, **options(server))
+    run_sync(pipeline, **options(server))
+
+    for table in ("records", "metrics"):
+        parts = sorted((files / "logfire" / table).glob("*.parquet"))
+        loaded = pa.concat_tables(pq.read_table(part) for part in parts)
+        assert_same_rows(loaded, visible(server, table))
