@@ -1,0 +1,76 @@
+"""logfire_sql_resource: a user's rollup, synced by its cursor."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from synchelp import NOW, destination, make_records, sandbox
+
+from connector import ConfigurationError, logfire_sql_resource
+from sandbox.server import SandboxServer
+
+HOURLY = (
+    "SELECT date_trunc('hour', created_at) AS hour, service_name, "
+    "count(*) AS spans FROM records GROUP BY 1, 2"
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    records = make_records(3_000, seed=31, start=NOW - timedelta(hours=6), end=NOW)
+    with sandbox(records) as running:
+        yield running
+
+
+def hourly_counts(
+    server: SandboxServer, before: datetime
+) -> Counter[tuple[datetime, str]]:
+    rows = server.store.visible("records", server.clock.now()).to_pylist()
+    counts: Counter[tuple[datetime, str]] = Counter()
+    for row in rows:
+        hour = row["created_at"].replace(minute=0, second=0, microsecond=0)
+        if hour < before:
+            counts[hour, row["service_name"]] += 1
+    return counts
+
+
+def test_an_hourly_rollup_syncs_complete_buckets_once(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    resource = logfire_sql_resource(
+        "hourly",
+        HOURLY,
+        "hour",
+        primary_key=["hour", "service_name"],
+        read_token=server.token,
+        base_url=server.url,
+        start=(NOW - timedelta(hours=8)).isoformat(),
+        settle="65m",
+        page_size=4,
+    )
+    dest.pipeline.run(resource)
+    horizon = NOW - timedelta(minutes=65)
+
+    loaded = dest.table("hourly").to_pylist()
+    got = {(row["hour"], row["service_name"]): row["spans"] for row in loaded}
+    assert got == dict(hourly_counts(server, horizon))
+    assert len(loaded) > 4
+
+
+def test_the_query_must_be_a_select(server: SandboxServer) -> None:
+    with pytest.raises(ConfigurationError, match="SELECT"):
+        logfire_sql_resource(
+            "bad", "DROP TABLE records", "hour", read_token=server.token
+        )
+
+
+def test_the_cursor_must_be_a_plain_column(server: SandboxServer) -> None:
+    with pytest.raises(ConfigurationError, match="cursor_column"):
+        logfire_sql_resource(
+            "bad", HOURLY, "date_trunc('hour', x)", read_token=server.token
+        )
