@@ -1,0 +1,131 @@
+"""The demo: the bundled sandbox, synced into DuckDB under ``state/``.
+
+The sandbox runs as its own process (``python -m sandbox serve``), exactly as a
+user would start it, so the connector talks to it over HTTP like to Logfire.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Final
+
+from connector.errors import LogfireSyncError
+from connector.pipeline import PipelineOptions, make_pipeline
+from connector.sync import SyncReport, run_sync
+
+__all__ = ["run_demo"]
+
+DEMO_TOKEN: Final = "pylf_v1_us_demo0000000000000000000000000000"
+_HOURS: Final = 24
+_URL_LINE: Final = re.compile(r"serving on (http://\S+)")
+_SAMPLE_QUERY: Final = """
+SELECT service_name,
+       COUNT(*) AS spans,
+       SUM(CASE WHEN is_exception THEN 1 ELSE 0 END) AS exceptions,
+       ROUND(QUANTILE_CONT(duration, 0.95) * 1000, 1) AS p95_ms
+FROM records
+WHERE kind = 'span'
+GROUP BY service_name
+ORDER BY spans DESC
+"""
+
+
+def run_demo(*, records: int, metrics: int, seed: int, state_dir: Path) -> int:
+    """Serve generated telemetry, sync it into DuckDB and show what arrived."""
+    started = datetime.now(UTC)
+    print(f"Starting the sandbox with {records:,} records and {metrics:,} metrics...")
+    with _sandbox(records=records, metrics=metrics, seed=seed) as url:
+        pipeline = make_pipeline(
+            PipelineOptions(name="logfire_demo", dataset="logfire", state_dir=state_dir)
+        )
+        report = run_sync(
+            pipeline,
+            read_token=DEMO_TOKEN,
+            base_url=url,
+            start=(started - timedelta(hours=_HOURS + 1)).isoformat(),
+        )
+        _print_summary(report, state_dir)
+        _print_sample(pipeline.sql_client())
+    return 0
+
+
+class _sandbox:  # noqa: N801 - used as a context manager, like a function
+    """A sandbox process on a free loopback port, stopped on exit."""
+
+    def __init__(self, *, records: int, metrics: int, seed: int) -> None:
+        self._command = [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--token",
+            DEMO_TOKEN,
+            "--records",
+            str(records),
+            "--metrics",
+            str(metrics),
+            "--seed",
+            str(seed),
+            "--hours",
+            str(_HOURS),
+        ]
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> str:
+        self._process = subprocess.Popen(
+            self._command, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        assert self._process.stdout is not None
+        return _read_url(self._process.stdout, self._process)
+
+    def __exit__(self, *_: object) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+def _read_url(stdout: IO[str], process: subprocess.Popen[str]) -> str:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        match = _URL_LINE.search(line)
+        if match:
+            return match.group(1)
+    raise LogfireSyncError(
+        "The sandbox did not start; run `python -m sandbox serve` to see why."
+    )
+
+
+def _print_summary(report: SyncReport, state_dir: Path) -> None:
+    print(
+        f"Synced {report.rows:,} rows in {report.seconds:.1f} s "
+        f"({report.rows_per_second:,.0f} rows/s) with {report.requests} requests."
+    )
+    for table in report.tables:
+        print(f"  {table.table:<8} {table.rows:>10,} rows")
+    print(f"The data is in {state_dir / 'logfire_demo.duckdb'} (dataset logfire).")
+
+
+def _print_sample(client: object) -> None:
+    from dlt.destinations.sql_client import SqlClientBase
+
+    assert isinstance(client, SqlClientBase)
+    with client:
+        rows = client.execute_sql(_SAMPLE_QUERY)
+    print("\nSpans per service, from DuckDB:")
+    print(f"  {'service':<14} {'spans':>8} {'exceptions':>11} {'p95 ms':>9}")
+    for service, spans, exceptions, p95 in rows or []:
+        print(f"  {service:<14} {spans:>8,} {exceptions:>11,} {p95:>9}")
