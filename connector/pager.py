@@ -113,11 +113,19 @@ class WindowQuery:
 
 @dataclass
 class WindowStats:
-    """What reading windows cost."""
+    """What reading windows cost; safe to share between reader threads."""
 
     rows: int = 0
     pages: int = 0
     retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, rows: int = 0, pages: int = 0, retries: int = 0) -> None:
+        """Count more rows, pages or retries."""
+        with self._lock:
+            self.rows += rows
+            self.pages += pages
+            self.retries += retries
 
 
 def key_expression(column: KeyColumn) -> str:
@@ -247,7 +255,7 @@ class _Pager:
             try:
                 yield from self._read(page)
             except RetryableError as error:
-                self._stats.retries += 1
+                self._stats.add(retries=1)
                 if page.emitted:
                     retrier = _Retrier(self._reader.retrying())
                 cursor = page.resume_cursor()
@@ -284,7 +292,7 @@ class _Pager:
         query = self._query
         extra = None if page.cursor is None else key_condition(query.key, page.cursor)
         sql = query.build(extra, page.limit)
-        self._stats.pages += 1
+        self._stats.add(pages=1)
 
         stream = self._reader.stream_arrow(
             sql,
@@ -315,7 +323,7 @@ class _Pager:
         head = batch.num_rows - run
         if head:
             page.emitted += head
-            self._stats.rows += head
+            self._stats.add(rows=head)
             yield batch.slice(0, head)
         page.held = [batch.slice(head)]
         page.held_key = last
@@ -325,7 +333,7 @@ class _Pager:
         held, page.held = page.held, []
         for batch in held:
             page.emitted += batch.num_rows
-            self._stats.rows += batch.num_rows
+            self._stats.add(rows=batch.num_rows)
             yield batch
 
     def _key_arrays(self, batch: pa.RecordBatch) -> list[pa.Array]:
@@ -546,6 +554,7 @@ class _Fetcher:
         self._planned = 0
         self._finished_planning = False
         self._stop = threading.Event()
+        self._failure: BaseException | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"logfire-fetch-{i}", daemon=True)
             for i in range(concurrency)
@@ -583,6 +592,8 @@ class _Fetcher:
         """The slot of the window numbered `sequence`, once it is planned."""
         with self._lock:
             while sequence not in self._slots:
+                if self._failure is not None:
+                    raise self._failure
                 if self._finished_planning and sequence >= self._planned:
                     return None
                 self._lock.wait()
@@ -590,6 +601,18 @@ class _Fetcher:
 
     def _work(self) -> None:
         """Plan the next window, read it into its slot, and repeat."""
+        try:
+            self._work_until_done()
+        except BaseException as error:
+            # A failure outside any window's reading: the consumer must hear
+            # of it rather than wait for a window that never comes.
+            with self._lock:
+                self._failure = error
+                self._finished_planning = True
+                self._lock.notify_all()
+
+    def _work_until_done(self) -> None:
+        """The loop of :meth:`_work`."""
         while not self._stop.is_set():
             slot = self._plan()
             if slot is None:

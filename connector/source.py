@@ -132,20 +132,20 @@ def logfire_source(
     service_names: Sequence[str] | None = None,
     environments: Sequence[str] | None = None,
     span_names: Sequence[str] | None = None,
-    min_level: int | str | None = None,
+    min_level: str | int | None = None,
     where: str | dict[str, str] | None = None,
     start: str | datetime | None = None,
-    initial_window: float | str | None = None,
-    settle: float | str | None = None,
-    lateness_back: float | str | None = None,
-    lateness_ahead: float | str | None = None,
+    initial_window: str | float | None = None,
+    settle: str | float | None = None,
+    lateness_back: str | float | None = None,
+    lateness_ahead: str | float | None = None,
     page_size: int | None = None,
     target_pages: int | None = None,
     concurrency: int | None = None,
-    timeout: float | str | None = None,
+    timeout: str | float | None = None,
     max_attempts: int | None = None,
-    max_retry_seconds: float | str | None = None,
-    chunk: float | str | None = None,
+    max_retry_seconds: str | float | None = None,
+    chunk: str | float | None = None,
     backfill: Sequence[str | datetime] | None = None,
     write_disposition: str | None = None,
     progress: Progress | None = None,
@@ -324,7 +324,7 @@ class _TableSync:
                 caught_up = watermark is not None and watermark >= horizon
             else:
                 progress_state = self._backfill_state(state)
-                yield from self._backfill(client, progress_state, horizon)
+                yield from self._backfill(client, progress_state, now, horizon)
                 watermark = _stored_instant(progress_state, "done_until")
                 caught_up = bool(progress_state.get("finished"))
             requests = client.requests_made
@@ -383,7 +383,11 @@ class _TableSync:
         return progress
 
     def _backfill(
-        self, client: LogfireClient, progress: dict[str, Any], horizon: datetime
+        self,
+        client: LogfireClient,
+        progress: dict[str, Any],
+        now: datetime,
+        horizon: datetime,
     ) -> Iterator[pa.RecordBatch]:
         """Re-read one chunk of the backfill's event-time range."""
         settings = self.settings
@@ -400,7 +404,7 @@ class _TableSync:
 
         done = _stored_instant(progress, "done_until")
         progress["finished"] = done is not None and done >= settings.backfill[1]
-        progress["last_run_at"] = _iso(horizon + settings.settle)
+        progress["last_run_at"] = _iso(now)
 
     def _read(
         self,
@@ -565,16 +569,16 @@ def logfire_sql_resource(
     read_token: str | None = None,
     base_url: str | None = None,
     start: str | datetime | None = None,
-    initial_window: float | str | None = None,
-    settle: float | str | None = None,
-    lateness_back: float | str | None = None,
-    lateness_ahead: float | str | None = None,
+    initial_window: str | float | None = None,
+    settle: str | float | None = None,
+    lateness_back: str | float | None = None,
+    lateness_ahead: str | float | None = None,
     page_size: int | None = None,
     target_pages: int | None = None,
-    timeout: float | str | None = None,
+    timeout: str | float | None = None,
     max_attempts: int | None = None,
-    max_retry_seconds: float | str | None = None,
-    chunk: float | str | None = None,
+    max_retry_seconds: str | float | None = None,
+    chunk: str | float | None = None,
     progress: Progress | None = None,
 ) -> DltResource:
     """A resource that syncs the result of any query by a timestamp cursor.
@@ -878,14 +882,17 @@ def _read_planned(
     """Yield the planner's windows in order, calling `done` after each one."""
 
     def read(window: Window) -> Iterator[pa.RecordBatch]:
+        # Shaping batches here runs it in the reader threads, off dlt's thread.
         query = window_query(window)
-        return read_window(client, query, page_size=settings.page_size, stats=stats)
+        pages = read_window(client, query, page_size=settings.page_size, stats=stats)
+        for batch in pages:
+            yield prepare_batch(batch)
 
     rows = 0
     for window, batch in read_windows(planner, read, concurrency=settings.concurrency):
         if batch is not None:
             rows += batch.num_rows
-            yield prepare_batch(batch)
+            yield batch
             continue
         done(window, rows)
         rows = 0
