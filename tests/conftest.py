@@ -1,0 +1,43 @@
+"""Shared fixtures: sandbox servers with generated telemetry on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.faults import FaultPlan
+from sandbox.server import SandboxServer
+
+SESSION_RECORDS = 30_000
+SESSION_METRICS = 5_000
+FRESH_RECORDS = 3_000
+FRESH_METRICS = 500
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """One sandbox for the whole session: 24 hours of generated data, no faults.
+
+    Tests must not change its faults or clock; use `fresh_sandbox` for that.
+    """
+    with SandboxServer(
+        records=SESSION_RECORDS, metrics=SESSION_METRICS, hours=24, seed=11
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
+    """The session's sandbox, checked to have no faults in force."""
+    sandbox_server.faults = FaultPlan.none()
+    return sandbox_server
+
+
+@pytest.fixture
+def fresh_sandbox() -> Iterator[SandboxServer]:
+    """A sandbox of its own for a test that changes faults, clock or counters."""
+    with SandboxServer(
+        records=FRESH_RECORDS, metrics=FRESH_METRICS, hours=24, seed=5
+    ) as server:
+        yield server
