@@ -27,7 +27,10 @@ rate: chance a query request gets a fault (default 1 with kinds, else 0);
 kinds: joined by +, from: {kinds};
 seed: makes the draws repeatable; retry_after: seconds a 429 asks to wait;
 slow_seconds: delay of "slow"; force=KIND*N+...: the next requests get these.
-Change the plan of a running server with POST /sandbox/faults (body: a spec)."""
+
+A running server also answers, with the same token: POST /sandbox/faults (body:
+a spec) to change the plan, POST /sandbox/clock ({{"seconds": N}}) to move the
+clock on, and GET /sandbox/counters (DELETE resets them)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +68,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve = commands.add_parser(
         "serve",
         help="serve the query API",
-        description="Serve Logfire's query API (POST /v2/query) on loopback.",
+        description=(
+            "Serve Logfire's query API (POST /v2/query), on loopback by default."
+        ),
         epilog=_FAULTS_HELP.format(kinds=" ".join(faults_module.ALL_KINDS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,7 +89,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--faults", default="", help="a fault spec (see below)")
     serve.add_argument(
-        "--live", action="store_true", help="keep producing telemetry as time passes"
+        "--live",
+        action="store_true",
+        help="keep producing telemetry as time passes, at the --records/--hours rate",
     )
     serve.add_argument(
         "--speed", type=float, default=1.0, help="clock seconds per real second"
