@@ -264,3 +264,15 @@ def test_a_server_reports_its_url_and_stops_cleanly() -> None:
     assert not server.running
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/v1/schemas", timeout=1)
+
+
+def test_live_mode_keeps_adding_rows_as_the_clock_runs() -> None:
+    sql = "SELECT count(*) AS n FROM records"
+    with SandboxServer(
+        records=1_000, metrics=100, hours=1, live=True, speed=1_200
+    ) as server:
+        before = query(server, sql).json()["data"][0]["n"]
+        time.sleep(1.5)
+        after = query(server, sql).json()["data"][0]["n"]
+
+    assert after > before
