@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -234,3 +235,35 @@ def assert_same_rows(loaded: pa.Table, expected: pa.Table) -> None:
     )
     assert loaded.num_rows == expected.num_rows
     assert canonical(loaded, columns) == canonical(expected, columns)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextmanager
+def captured_logs(
+    names: tuple[str, ...] = ("connector", "httpx", "dlt", "sandbox"),
+) -> Iterator[list[str]]:
+    """Every line these loggers write, at DEBUG.
+
+    Handlers go on the named loggers rather than the root: importing Airflow
+    (which dlt does when it is installed) replaces the root's handlers.
+    """
+    handler = _Collect()
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.lines
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)

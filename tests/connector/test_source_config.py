@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synchelp import NOW, destination, make_records, sandbox
+from synchelp import NOW, captured_logs, destination, make_records, sandbox
 
 from connector import ConfigurationError, logfire_source
 from connector.settings import build_settings, parse_duration
@@ -153,3 +153,19 @@ def test_columns_always_include_the_key_and_cursor() -> None:
         assert required in chosen
     assert "duration" in chosen
     assert "attributes" not in chosen
+
+
+def test_a_start_beyond_retention_is_warned_about(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    start = (NOW - timedelta(days=40)).isoformat()
+    with captured_logs(("connector",)) as lines:
+        run_sync(
+            destination(tmp_path).pipeline,
+            read_token=server.token,
+            base_url=server.url,
+            tables=["records"],
+            start=start,
+            chunk="60d",
+        )
+    assert any("past retention" in line for line in lines)
