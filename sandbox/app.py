@@ -14,6 +14,13 @@ details (`application/problem+json`, with the plain body in `error_details`)
 when the client's `Accept` lists that type, as the official SDK's does. A 429
 is always a problem detail. Every response's `Date` header reads the sandbox
 clock.
+
+Queries run in worker threads and stream batch by batch. A query that fails
+before its first batch is a 400; one that fails later ends an NDJSON stream
+with an `error` line and closes the connection of the other formats, which
+cannot report it. With `max_concurrent_queries`, queries beyond the cap wait
+up to `queue_timeout` and are then refused with a 429, like Logfire's cap per
+organisation; `latency` delays every request.
 """
 
 from __future__ import annotations
@@ -468,6 +475,9 @@ async def _drop(
 
 def parse_query(raw: bytes) -> QueryRequest:
     """Validate a `/v2/query` body the way the real service's pydantic model does.
+
+    Unknown fields are ignored, and so is `include_schema` once checked to be a
+    boolean: the schema is always sent.
 
     Raises:
         InvalidRequestError: with every error found, as pydantic reports them.
