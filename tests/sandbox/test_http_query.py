@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from sandbox import schema
+from sandbox.engine import QueryFailed, QueryRequest, QueryResult
 from sandbox.server import SandboxServer
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -445,3 +448,50 @@ def test_records_have_the_public_columns_only(sandbox: SandboxServer) -> None:
     table = arrow(sandbox, "SELECT * FROM records", limit=1)
 
     assert table.schema.names == schema.RECORDS.names
+
+
+class FailsAfterOneBatch:
+    """An engine whose queries fail after their first batch."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def execute(self, request: QueryRequest) -> QueryResult:
+        result = self._engine.execute(request)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield next(iter(result.batches))
+            raise QueryFailed("Resources exhausted: the query ran out of memory.")
+
+        return QueryResult(result.schema, batches(), result.plans)
+
+
+@pytest.fixture
+def failing(
+    fresh_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> SandboxServer:
+    service = fresh_sandbox._service
+    monkeypatch.setattr(service, "engine", FailsAfterOneBatch(service.engine))
+    return fresh_sandbox
+
+
+def test_a_query_failing_mid_stream_ends_ndjson_with_an_error_line(
+    failing: SandboxServer,
+) -> None:
+    body = {"sql": "SELECT span_id FROM records", "min_timestamp": week_ago(failing)}
+
+    response = post(failing, body, accept="application/x-ndjson")
+
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert response.status_code == 200
+    assert [line["type"] for line in lines] == ["schema", "data", "error"]
+    assert "out of memory" in lines[-1]["message"]
+
+
+def test_a_query_failing_mid_stream_closes_an_arrow_connection(
+    failing: SandboxServer,
+) -> None:
+    body = {"sql": "SELECT span_id FROM records", "min_timestamp": week_ago(failing)}
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(failing, body, accept=ARROW)
