@@ -36,6 +36,23 @@ class SandboxServer:
     `hours` before the clock's start, from `seed`. With `live`, a feed keeps
     adding rows as the clock moves, at the same hourly rates.
 
+    Args:
+        store: The tables to serve; generated when None.
+        token: The read token clients must send.
+        host: The address to listen on; loopback by default.
+        port: The port; 0 picks a free one (see `url` once started).
+        clock: The sandbox's clock; a new one running at `speed` when None.
+        faults: The fault plan; none when None.
+        seed: The seed of the generated data and of the live feed.
+        records: How many records rows to generate.
+        metrics: How many metrics rows to generate.
+        hours: How many hours of history the generated rows span.
+        live: Keep adding rows as the clock moves, at `records / hours` an hour.
+        speed: How fast a new clock runs; ignored when `clock` is given.
+        latency: Seconds added to every request, like a network's.
+        max_concurrent_queries: Queries allowed to run at once; None for no cap.
+        queue_timeout: Seconds a query may wait for the cap before a 429.
+
     Example:
         with SandboxServer(records=10_000) as server:
             client = LogfireQueryClient(server.token, base_url=server.url)
