@@ -385,7 +385,14 @@ class _Pager:
         index = batch.schema.get_field_index(query.window_column)
         if index < 0:
             raise self._violation(f"the result has no {query.window_column!r} column")
-        bounds = pc.min_max(batch.column(index)).as_py()
+        column = batch.column(index)
+        if not pa.types.is_timestamp(column.type):
+            raise LogfireSyncError(
+                f"The column {query.window_column!r} of {query.label}, which the "
+                f"windows are cut on, is of type {column.type}, not a timestamp. "
+                "Choose a timestamp column as the cursor, or cast it in the query."
+            )
+        bounds = pc.min_max(column).as_py()
         low, high = _utc(bounds["min"]), _utc(bounds["max"])
         if low is None or high is None:
             raise self._violation(f"the column {query.window_column!r} holds nulls")

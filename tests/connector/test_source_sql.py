@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 from synchelp import NOW, destination, make_records, sandbox
 
 from connector import ConfigurationError, logfire_sql_resource
@@ -74,3 +75,17 @@ def test_the_cursor_must_be_a_plain_column(server: SandboxServer) -> None:
         logfire_sql_resource(
             "bad", HOURLY, "date_trunc('hour', x)", read_token=server.token
         )
+
+
+def test_a_cursor_that_is_not_a_timestamp_fails_clearly(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    resource = logfire_sql_resource(
+        "levels",
+        "SELECT level, created_at FROM records",
+        "level",
+        read_token=server.token,
+        base_url=server.url,
+    )
+    with pytest.raises(PipelineStepFailed, match="not a timestamp|HTTP 400"):
+        destination(tmp_path).pipeline.run(resource)
