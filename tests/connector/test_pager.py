@@ -168,3 +168,40 @@ def test_keyset_conditions_are_spelled_out() -> None:
     assert " OR " in after
     assert "'it''s'" in after
     assert key_condition(RECORDS.key, Cursor("=", values)).count(" AND ") == 6
+
+
+def test_rows_outside_the_window_fail_loudly(mixed: SandboxServer) -> None:
+    honest = window_query()
+    narrower = Window(NOW - timedelta(hours=1), WINDOW.hi)
+    lying = WindowQuery(
+        honest.build,
+        honest.key,
+        narrower,
+        "created_at",
+        honest.min_timestamp,
+        honest.max_timestamp,
+        "records",
+    )
+    with (
+        LogfireClient(mixed.token, base_url=mixed.url, retry=FAST) as client,
+        pytest.raises(LogfireSyncError, match="came back for the window"),
+    ):
+        list(read_window(client, lying, page_size=10_000))
+
+
+def test_rows_out_of_key_order_fail_loudly(mixed: SandboxServer) -> None:
+    honest = window_query()
+    descending = WindowQuery(
+        lambda extra, limit: honest.build(extra, limit).replace(" ASC", " DESC"),
+        honest.key,
+        honest.window,
+        "created_at",
+        honest.min_timestamp,
+        honest.max_timestamp,
+        "records",
+    )
+    with (
+        LogfireClient(mixed.token, base_url=mixed.url, retry=FAST) as client,
+        pytest.raises(LogfireSyncError, match="order"),
+    ):
+        list(read_window(client, descending, page_size=10_000))

@@ -87,5 +87,5 @@ def test_a_cursor_that_is_not_a_timestamp_fails_clearly(
         read_token=server.token,
         base_url=server.url,
     )
-    with pytest.raises(PipelineStepFailed, match="not a timestamp|HTTP 400"):
+    with pytest.raises(PipelineStepFailed, match=r"not a timestamp|HTTP 400"):
         destination(tmp_path).pipeline.run(resource)
