@@ -14,7 +14,9 @@ zone or ISO 8601 strings with an offset (``"2026-05-01T00:00:00Z"``).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import logging
 import math
 import re
@@ -455,6 +457,10 @@ def _where(value: object, tables: tuple[TableName, ...]) -> Mapping[TableName, s
     """The raw SQL conditions per table, from one string or a mapping."""
     if value is None:
         return {}
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        # dlt's config hands a TOML table or JSON object over as its JSON text.
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
     if isinstance(value, str):
         return {table: _condition(value, "where") for table in tables}
     if not isinstance(value, Mapping):

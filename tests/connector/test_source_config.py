@@ -169,3 +169,10 @@ def test_a_start_beyond_retention_is_warned_about(
             chunk="60d",
         )
     assert any("past retention" in line for line in lines)
+
+
+def test_where_per_table_may_arrive_as_json_text_from_config() -> None:
+    settings = build_settings(
+        read_token="t", where='{"records": "kind = \'log\'"}', tables=["records"]
+    )
+    assert settings.where == {"records": "kind = 'log'"}
