@@ -442,11 +442,21 @@ class _Dropped(Response):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Closing with request bytes unread would reset the connection instead
+        # of closing it, and the client would see a send or read error.
+        await _read_request(receive)
         await _drop(self._connections, scope, lambda: _until_disconnect(receive))
 
 
 async def _send_body(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _read_request(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
 
 
 async def _until_disconnect(receive: Receive) -> None:
