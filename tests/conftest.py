@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from sandbox.faults import FaultPlan
 from sandbox.server import SandboxServer
+
+# With Airflow installed (an optional extra), dlt looks up every config key in
+# Airflow's variables as well, which is slow and replaces logging handlers. Only
+# the Airflow tests need it; they turn it back on.
+os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
 
 SESSION_RECORDS = 30_000
 SESSION_METRICS = 5_000
