@@ -11,8 +11,8 @@ from sandbox.faults import FaultPlan
 from sandbox.server import SandboxServer
 
 # With Airflow installed (an optional extra), dlt looks up every config key in
-# Airflow's variables as well, which is slow and replaces logging handlers. Only
-# the Airflow tests need it; they turn it back on.
+# Airflow's variables as well, which is slow and replaces logging handlers. No
+# test keeps its configuration in Airflow.
 os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
 
 SESSION_RECORDS = 30_000
