@@ -4,6 +4,11 @@
 they arrive, without holding the whole response in memory. Truncation is caught
 by requiring the Arrow end-of-stream marker: pyarrow alone takes a stream that
 stops cleanly between two batches for a complete one.
+
+:meth:`LogfireClient.query_ndjson` reads a small result, such as counts, as
+NDJSON. The read is complete only once the `end` line arrives and agrees with
+the rows received; a missing `end` line, an `error` line (which can follow rows
+under a 200) or a broken line fails the attempt, which is retried.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,13 +41,14 @@ from connector.errors import (
     TransientError,
 )
 from connector.retry import RetryPolicy
-from connector.tokens import ReadToken
+from connector.tokens import REGION_BASE_URLS, ReadToken
 
-__all__ = ["ARROW_STREAM", "END_OF_STREAM", "MAX_LIMIT", "LogfireClient"]
+__all__ = ["ARROW_STREAM", "END_OF_STREAM", "MAX_LIMIT", "NDJSON", "LogfireClient"]
 
 logger = logging.getLogger(__name__)
 
 ARROW_STREAM: Final = "application/vnd.apache.arrow.stream"
+NDJSON: Final = "application/x-ndjson"
 END_OF_STREAM: Final = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _CONTINUATION: Final = END_OF_STREAM[:4]
 _MARKER_SIZE: Final = len(END_OF_STREAM)
@@ -54,6 +61,9 @@ _ERROR_BODY_BYTES: Final = 64 * 1024
 _JSON_BODY_BYTES: Final = 1024 * 1024
 _MESSAGE_CHARS: Final = 500
 _ARROW_MEDIA_TYPES: Final = frozenset({ARROW_STREAM, "application/octet-stream", ""})
+_NDJSON_MEDIA_TYPES: Final = frozenset(
+    {NDJSON, "application/ndjson", "application/jsonl", ""}
+)
 _TOKEN_ADVICE: Final = (
     "Check LOGFIRE_READ_TOKEN, whether the token has expired, and that its "
     "region matches the base URL: a token for another region is refused by "
@@ -481,6 +491,28 @@ class LogfireClient:
         payload = _query_body(sql, min_timestamp, max_timestamp, limit)
         return self.retrying()(self._fetch_table, payload)
 
+    def query_ndjson(
+        self,
+        sql: str,
+        *,
+        min_timestamp: datetime,
+        max_timestamp: datetime | None = None,
+        limit: int = MAX_LIMIT,
+    ) -> list[dict[str, Any]]:
+        """Run a query, retried per the policy, and return its rows as dicts.
+
+        The result is read as NDJSON, whole, so it suits small results. An
+        attempt fails with IncompleteResponseError when the stream has no
+        `end` line, carries an `error` line (even after rows and under a
+        200), holds a line that is not JSON, or has an `end` line whose
+        `row_count` differs from the rows that arrived.
+
+        Takes the same arguments and raises the same errors as
+        :meth:`stream_arrow`, once the retries are used up.
+        """
+        payload = _query_body(sql, min_timestamp, max_timestamp, limit)
+        return self.retrying()(self._fetch_ndjson, payload)
+
     def server_now(self) -> datetime:
         """The service's clock, to the second, retried per the policy.
 
@@ -510,6 +542,122 @@ class LogfireClient:
         exchange = _Exchange("POST", _QUERY_PATH)
         batches = list(self._stream_query(payload, exchange))
         return pa.Table.from_batches(batches, schema=exchange.schema)
+
+    def _fetch_ndjson(self, payload: dict[str, object]) -> list[dict[str, Any]]:
+        """One attempt of :meth:`query_ndjson`."""
+        exchange = _Exchange("POST", _QUERY_PATH)
+        headers = {"Accept": NDJSON}
+        with self._open(exchange, json=payload, headers=headers) as response:
+            self._raise_for_status(response)
+            self._raise_unless_media(response, _NDJSON_MEDIA_TYPES, "NDJSON")
+            return self._read_ndjson(response, exchange)
+
+    def _read_ndjson(
+        self, response: httpx.Response, exchange: _Exchange
+    ) -> list[dict[str, Any]]:
+        """The rows of an NDJSON result, once its `end` line vouches for them."""
+        rows: list[dict[str, Any]] = []
+        exchange.rows = 0
+        try:
+            for number, line in enumerate(response.iter_lines(), start=1):
+                message = self._ndjson_message(line, number, exchange)
+                kind = None if message is None else message["type"]
+                if message is None or kind in ("schema", "explain"):
+                    continue
+                if kind == "data":
+                    rows.extend(self._ndjson_rows(message, exchange))
+                    exchange.rows = len(rows)
+                elif kind == "error":
+                    raise self._ndjson_failure(message, len(rows), exchange)
+                elif kind == "end":
+                    self._check_ndjson_end(message, len(rows), exchange)
+                    return rows
+        except httpx.TransportError as exc:
+            raise self._error(
+                IncompleteResponseError,
+                f"The connection broke after {len(rows)} rows of the NDJSON "
+                f"result ({type(exc).__name__}: {exc}). Retry the query.",
+                status_code=exchange.status,
+            ) from exc
+
+        raise self._error(
+            IncompleteResponseError,
+            f"The NDJSON result ended after {len(rows)} rows without its end "
+            "line, so rows may be missing. Retry the query.",
+            status_code=exchange.status,
+        )
+
+    def _ndjson_message(
+        self, line: str, number: int, exchange: _Exchange
+    ) -> dict[str, Any] | None:
+        """One line of an NDJSON result as a message; None for a blank line."""
+        text = line.strip()
+        if not text:
+            return None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            raise self._error(
+                IncompleteResponseError,
+                f"Line {number} of the NDJSON result is not JSON "
+                f"({_cap(text)!r}), so the stream was probably cut. Retry the "
+                "query.",
+                status_code=exchange.status,
+            ) from None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise self._error(
+                TransientError,
+                f"Line {number} of the NDJSON result is not a message with a "
+                f"type: {_cap(text)!r}. Check that base_url points at Logfire's "
+                "query API; the query can be retried.",
+                status_code=exchange.status,
+            )
+        return message
+
+    def _ndjson_rows(
+        self, message: dict[str, Any], exchange: _Exchange
+    ) -> list[dict[str, Any]]:
+        """The rows of a `data` line."""
+        rows = message.get("rows")
+        if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+            return rows
+        raise self._error(
+            TransientError,
+            "A data line of the NDJSON result does not hold a list of rows. "
+            "Check that base_url points at Logfire's query API; the query can "
+            "be retried.",
+            status_code=exchange.status,
+        )
+
+    def _ndjson_failure(
+        self, message: dict[str, Any], rows: int, exchange: _Exchange
+    ) -> LogfireSyncError:
+        """The error for an `error` line, which ends the result early."""
+        said = message.get("message")
+        reason = _sentence(_cap(said)) if isinstance(said, str) else ""
+        return self._error(
+            IncompleteResponseError,
+            f"The query failed while its result streamed, after {rows} rows: "
+            f"{reason or 'the service gave no reason.'} Retry the query; if it "
+            "keeps failing, narrow its time range.",
+            status_code=exchange.status,
+        )
+
+    def _check_ndjson_end(
+        self, message: dict[str, Any], rows: int, exchange: _Exchange
+    ) -> None:
+        """Refuse an `end` line whose row count differs from the rows read."""
+        if "row_count" not in message:
+            return
+        count = message["row_count"]
+        if isinstance(count, int) and not isinstance(count, bool) and count == rows:
+            return
+        raise self._error(
+            IncompleteResponseError,
+            f"The NDJSON result's end line counts {count!r} rows, but {rows} "
+            "arrived, so rows are missing. Retry the query.",
+            status_code=exchange.status,
+        )
 
     def _fetch_date(self) -> datetime | None:
         """One attempt at reading the service's ``Date`` header."""
@@ -675,8 +823,14 @@ class LogfireClient:
 
     def _raise_unless_arrow(self, response: httpx.Response) -> None:
         """Refuse a successful response that does not carry an Arrow stream."""
+        self._raise_unless_media(response, _ARROW_MEDIA_TYPES, "an Arrow stream")
+
+    def _raise_unless_media(
+        self, response: httpx.Response, accepted: frozenset[str], what: str
+    ) -> None:
+        """Refuse a successful response whose media type is not `accepted`."""
         media_type = _media_type(response.headers)
-        if media_type in _ARROW_MEDIA_TYPES:
+        if media_type in accepted:
             return
 
         body = _Body.read(response, _ERROR_BODY_BYTES)
@@ -684,14 +838,14 @@ class LogfireClient:
             raise self._error(
                 QueryError,
                 f"The query failed: the service answered with {media_type} "
-                f"instead of an Arrow stream, saying: {_sentence(body.message)} "
+                f"instead of {what}, saying: {_sentence(body.message)} "
                 "Fix the query or its options.",
                 status_code=response.status_code,
             )
         raise self._error(
             TransientError,
-            f"The service answered with {media_type} instead of an Arrow "
-            f"stream: {body.message!r}. Check that base_url points at "
+            f"The service answered with {media_type} instead of {what}: "
+            f"{body.message!r}. Check that base_url points at "
             "Logfire's query API; the query can be retried.",
             status_code=response.status_code,
         )
@@ -713,7 +867,8 @@ class LogfireClient:
             raise self._error(
                 AuthenticationError,
                 f"The service at {self.base_url} refused the read token "
-                f"{self._token.redacted} (HTTP {status}): {said} {_TOKEN_ADVICE}",
+                f"{self._token.redacted} (HTTP {status}): {said} "
+                f"{self._region_note()}{_TOKEN_ADVICE}",
                 status_code=status,
             )
         if status == 404:
@@ -734,6 +889,22 @@ class LogfireClient:
         if status == 429:
             raise self._rate_limited(response, body, said)
         raise self._other_status(response, said, where)
+
+    def _region_note(self) -> str:
+        """Where the token's own region is served, when that is elsewhere."""
+        with warnings.catch_warnings():
+            # An unknown region was warned about when the client was made.
+            warnings.simplefilter("ignore")
+            region = self._token.region
+        if not self._token.redacted.endswith(f"_{region}_****"):
+            return ""
+        home = REGION_BASE_URLS[region]
+        if home == self.base_url:
+            return ""
+        return (
+            f"The token is for the {region} region, served at {home}, and was "
+            f"sent to {self.base_url}. "
+        )
 
     def _rate_limited(
         self, response: httpx.Response, body: _Body, said: str
