@@ -18,6 +18,7 @@ import email.utils
 import json
 import logging
 import math
+import threading
 import time
 import warnings
 from collections.abc import Generator, Iterator
@@ -31,6 +32,7 @@ import httpx
 import pyarrow as pa
 import tenacity
 
+from connector.budget import RequestBudget, shared_budget
 from connector.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -374,6 +376,9 @@ class LogfireClient:
             end-of-stream marker. Turn it off only for a service that never
             sends one: a stream cut between two batches then looks complete and
             is caught only by the caller's own row-count checks.
+        max_requests_per_minute: Send at most this many requests in any
+            minute, waiting for a turn when the budget is spent; shared with
+            every client of the same service and token in this process.
 
     Raises:
         ConfigurationError: If the token is empty or a setting is invalid.
@@ -388,6 +393,7 @@ class LogfireClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         require_end_marker: bool = True,
+        max_requests_per_minute: int | None = None,
     ) -> None:
         self._token = ReadToken(read_token)
         if base_url is None or not base_url.strip():
@@ -401,6 +407,12 @@ class LogfireClient:
 
         self.require_end_marker = require_end_marker
         self.requests_made = 0
+        self._count_lock = threading.Lock()
+        self.budget: RequestBudget | None = None
+        if max_requests_per_minute is not None:
+            self.budget = shared_budget(
+                self.base_url, self._token.reveal(), max_requests_per_minute
+            )
         self._retry = retry or RetryPolicy()
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -715,8 +727,11 @@ class LogfireClient:
     def _open(self, exchange: _Exchange, **kwargs: Any) -> Iterator[httpx.Response]:
         """Send one request, yield its unread response, then close it."""
         request = self._http.build_request(exchange.method, exchange.path, **kwargs)
+        if self.budget is not None:
+            self.budget.acquire()
         started = time.monotonic()
-        self.requests_made += 1
+        with self._count_lock:
+            self.requests_made += 1
         try:
             response = self._http.send(request, stream=True)
         except httpx.TransportError as exc:
@@ -774,7 +789,9 @@ class LogfireClient:
             IncompleteResponseError,
             f"The Arrow stream ended after {exchange.rows} rows "
             f"({body.bytes_read} bytes) without its end-of-stream marker, so "
-            "rows may be missing. Retry the query.",
+            "rows may be missing. Retry the query. If the service never sends "
+            "the marker, set require_end_marker to false: the sync then counts "
+            "the rows of each window's last page instead.",
             status_code=exchange.status,
         )
 
