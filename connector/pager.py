@@ -15,6 +15,13 @@ Rows are passed on as their batches arrive. When a stream breaks, reading
 resumes at the held key after the retry policy's wait: rows already passed on
 all sort before it, so none is passed on twice and none is missed.
 
+A stream cut cleanly between two batches is caught by the client, from the
+missing end-of-stream marker. For a service that never sends the marker, such a
+cut page looks like a short last page, so with `verify_counts` every short page
+is checked by a ``COUNT(*)`` of the rows at or after its last key: they must be
+exactly the page's own trailing run. A full page needs no check, since a cut
+would have left it short. A mismatch is handled like a broken stream.
+
 :func:`read_windows` reads several windows at once in threads, with bounded
 queues, and passes their rows on strictly in window order.
 """
@@ -34,7 +41,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
-from connector.errors import LogfireSyncError, RateLimitedError, RetryableError
+from connector.errors import (
+    IncompleteResponseError,
+    LogfireSyncError,
+    RateLimitedError,
+    RetryableError,
+)
 from connector.sql import quote_identifier, quote_literal, timestamp_literal
 from connector.tables import KeyColumn
 from connector.windows import Window, WindowPlanner
@@ -100,6 +112,8 @@ class WindowQuery:
         min_timestamp: The request's lower bound on the table's time column.
         max_timestamp: The request's upper bound on the same column.
         label: Names the query in messages, such as ``records``.
+        count: Makes the SQL counting the window's rows that meet an extra
+            condition (None for all of them), for `verify_counts`.
     """
 
     build: Callable[[str | None, int], str]
@@ -109,6 +123,7 @@ class WindowQuery:
     min_timestamp: datetime
     max_timestamp: datetime | None
     label: str
+    count: Callable[[str | None], str] | None = None
 
 
 @dataclass
@@ -170,8 +185,12 @@ def read_window(
     *,
     page_size: int,
     stats: WindowStats | None = None,
+    verify_counts: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Yield every row of a window exactly once, in key order.
+
+    With `verify_counts`, each short page is confirmed by a count query (see
+    the module's docstring); the query needs `query.count`.
 
     Raises:
         LogfireSyncError: If the service breaks the protocol (too many rows,
@@ -179,7 +198,12 @@ def read_window(
             rows share one whole key.
         RetryableError: When the retries are used up.
     """
-    pager = _Pager(reader, query, page_size, stats or WindowStats())
+    if verify_counts and query.count is None:
+        raise LogfireSyncError(
+            f"Cannot verify the row counts of {query.label}: its window query "
+            "has no count query. Give WindowQuery a count."
+        )
+    pager = _Pager(reader, query, page_size, stats or WindowStats(), verify_counts)
     yield from pager.run()
 
 
@@ -237,12 +261,18 @@ class _Pager:
     """The state machine behind :func:`read_window`."""
 
     def __init__(
-        self, reader: Reader, query: WindowQuery, page_size: int, stats: WindowStats
+        self,
+        reader: Reader,
+        query: WindowQuery,
+        page_size: int,
+        stats: WindowStats,
+        verify_counts: bool = False,
     ) -> None:
         self._reader = reader
         self._query = query
         self._page_size = page_size
         self._stats = stats
+        self._verify_counts = verify_counts
 
     def run(self) -> Iterator[pa.RecordBatch]:
         """Read pages until the window is complete."""
@@ -254,6 +284,8 @@ class _Pager:
             page = _Page(cursor, limit)
             try:
                 yield from self._read(page)
+                if self._verify_counts and page.rows < page.limit:
+                    self._verify_tail(page)
             except RetryableError as error:
                 self._stats.add(retries=1)
                 if page.emitted:
@@ -401,6 +433,53 @@ class _Pager:
                 f"rows with {query.window_column} from {low.isoformat()} to "
                 f"{high.isoformat()} came back for the window {query.window}"
             )
+
+    def _verify_tail(self, page: _Page) -> None:
+        """Confirm by a count that a short page held the whole rest of its range.
+
+        Rows at or after the page's last key were never passed on by an
+        earlier page, so they must be exactly the run the page holds back (for
+        an `=` re-read, the whole page; for an empty page, nothing).
+
+        Raises:
+            IncompleteResponseError: If the service counts more rows.
+        """
+        cursor, received = page.cursor, page.rows
+        if page.last_key is not None and (cursor is None or cursor.op != "="):
+            cursor = Cursor(">=", page.last_key)
+            received = sum(batch.num_rows for batch in page.held)
+
+        counted = self._count(cursor)
+        if counted != received:
+            raise IncompleteResponseError(
+                f"A page of {self._query.label} in the window {self._query.window} "
+                f"ended after {page.rows} rows, but the service counts {counted} "
+                f"rows where the page had {received}: its stream was cut short "
+                "without an end-of-stream marker. Reading again from the last key."
+            )
+
+    def _count(self, cursor: Cursor | None) -> int:
+        """How many of the window's rows the service counts from `cursor` on."""
+        query = self._query
+        assert query.count is not None
+        extra = None if cursor is None else key_condition(query.key, cursor)
+        stream = self._reader.stream_arrow(
+            query.count(extra),
+            min_timestamp=query.min_timestamp,
+            max_timestamp=query.max_timestamp,
+            limit=1,
+        )
+        with _closing(stream):
+            values = [batch.column(0)[0] for batch in stream if batch.num_rows]
+        if not values:
+            raise IncompleteResponseError(
+                f"Counting the rows of {query.label} in the window {query.window} "
+                "returned no row; its stream was cut short. Counting again."
+            )
+        counted = values[0].as_py()
+        if isinstance(counted, bool) or not isinstance(counted, int):
+            raise self._violation(f"a row count came back as {counted!r}")
+        return counted
 
     def _check_end(self, page: _Page) -> None:
         """Refuse an `=` re-read whose rows were not all of its key."""

@@ -118,6 +118,9 @@ class Settings:
     chunk: timedelta
     backfill: tuple[datetime, datetime] | None
     write_disposition: WriteDisposition
+    require_end_marker: bool = True
+    verify_counts: bool = False
+    max_requests_per_minute: int | None = None
 
     @property
     def max_width(self) -> timedelta:
@@ -150,6 +153,9 @@ def build_settings(
     chunk: object = None,
     backfill: object = None,
     write_disposition: object = None,
+    require_end_marker: object = None,
+    verify_counts: object = None,
+    max_requests_per_minute: object = None,
 ) -> Settings:
     """Check and convert the options of a sync; None means the default.
 
@@ -157,6 +163,7 @@ def build_settings(
         ConfigurationError: For the first bad option, naming it and the fix.
     """
     chosen_tables = _tables(tables)
+    marker = _flag(require_end_marker, "require_end_marker", default=True)
     settings = Settings(
         read_token=_token(read_token),
         base_url=_optional_text(base_url, "base_url"),
@@ -181,6 +188,11 @@ def build_settings(
         chunk=_duration(chunk, "chunk", positive=True),
         backfill=_backfill(backfill),
         write_disposition=_write_disposition(write_disposition),
+        require_end_marker=marker,
+        # Without the marker, a stream cut between batches looks complete:
+        # only a count can tell, so counting is on unless turned off.
+        verify_counts=_flag(verify_counts, "verify_counts", default=not marker),
+        max_requests_per_minute=_budget(max_requests_per_minute),
     )
     _check_together(settings)
     return settings
@@ -315,6 +327,30 @@ def _integer(value: object, option: str, low: int, high: int) -> int:
             f"{option} = {number} is out of range. Choose a value from {low} to {high}."
         )
     return number
+
+
+def _flag(value: object, option: str, *, default: bool) -> bool:
+    """A yes-or-no option, or `default` when None."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigurationError(
+        f"{option} must be true or false, not {value!r}. Leave it out for the "
+        f"default ({str(default).lower()})."
+    )
+
+
+def _budget(value: object) -> int | None:
+    """The most requests per minute, or None for no budget."""
+    if value is None:
+        return None
+    return _integer(value, "max_requests_per_minute", 1, 1_000_000)
 
 
 def _token(value: object) -> str:

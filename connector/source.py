@@ -148,6 +148,9 @@ def logfire_source(
     chunk: str | float | None = None,
     backfill: Sequence[str | datetime] | None = None,
     write_disposition: str | None = None,
+    require_end_marker: bool | None = None,
+    verify_counts: bool | None = None,
+    max_requests_per_minute: int | None = None,
     progress: Progress | None = None,
 ) -> list[DltResource]:
     """Logfire's `records` and `metrics` tables, read incrementally.
@@ -194,6 +197,15 @@ def logfire_source(
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
             without merge.
+        require_end_marker: Whether each Arrow stream must end with its
+            end-of-stream marker [true]; turn it off only for a service that
+            never sends one.
+        verify_counts: Confirm each window's last page with a ``COUNT(*)``
+            query, one more request a window [on when `require_end_marker` is
+            off, else off]: without the marker, only a count shows a stream
+            cut cleanly between two batches.
+        max_requests_per_minute: Send at most this many requests in any
+            minute, over all windows in flight and all chunks [no limit].
         progress: Called with a :class:`WindowLoaded` after every window and a
             :class:`TableSynced` after every table.
 
@@ -227,6 +239,9 @@ def logfire_source(
         chunk=chunk,
         backfill=backfill,
         write_disposition=write_disposition,
+        require_end_marker=require_end_marker,
+        verify_counts=verify_counts,
+        max_requests_per_minute=max_requests_per_minute,
     )
     return [
         _table_resource(TABLES[name], settings, progress) for name in settings.tables
@@ -277,6 +292,8 @@ def _make_client(settings: Settings) -> LogfireClient:
         base_url=settings.base_url,
         timeout=settings.timeout,
         retry=policy,
+        require_end_marker=settings.require_end_marker,
+        max_requests_per_minute=settings.max_requests_per_minute,
     )
 
 
@@ -512,6 +529,13 @@ class _TableQuery:
                 f"ORDER BY {order_by(self.spec.key)}\nLIMIT {limit}"
             )
 
+        def count(extra: str | None) -> str:
+            where = conditions if extra is None else [*conditions, f"({extra})"]
+            return (
+                f"SELECT COUNT(*) AS row_count\nFROM {self.spec.name}\n"
+                f"WHERE {' AND '.join(where)}"
+            )
+
         return WindowQuery(
             build=build,
             key=self.spec.key,
@@ -520,6 +544,7 @@ class _TableQuery:
             min_timestamp=low,
             max_timestamp=high,
             label=self.spec.name,
+            count=count,
         )
 
 
@@ -579,6 +604,9 @@ def logfire_sql_resource(
     max_attempts: int | None = None,
     max_retry_seconds: str | float | None = None,
     chunk: str | float | None = None,
+    require_end_marker: bool | None = None,
+    verify_counts: bool | None = None,
+    max_requests_per_minute: int | None = None,
     progress: Progress | None = None,
 ) -> DltResource:
     """A resource that syncs the result of any query by a timestamp cursor.
@@ -630,6 +658,9 @@ def logfire_sql_resource(
         max_attempts: As in :func:`logfire_source`.
         max_retry_seconds: As in :func:`logfire_source`.
         chunk: As in :func:`logfire_source`.
+        require_end_marker: As in :func:`logfire_source`.
+        verify_counts: As in :func:`logfire_source`.
+        max_requests_per_minute: As in :func:`logfire_source`.
         progress: As in :func:`logfire_source`.
 
     Raises:
@@ -651,6 +682,9 @@ def logfire_sql_resource(
         max_attempts=max_attempts,
         max_retry_seconds=max_retry_seconds,
         chunk=chunk,
+        require_end_marker=require_end_marker,
+        verify_counts=verify_counts,
+        max_requests_per_minute=max_requests_per_minute,
     )
     query = _UserQuery(name, sql, cursor_column, _key_names(primary_key), settings)
 
@@ -732,6 +766,13 @@ class _UserQuery:
                 f"ORDER BY {order_by(self.key)}\nLIMIT {limit}"
             )
 
+        def count(extra: str | None) -> str:
+            where = conditions if extra is None else [*conditions, f"({extra})"]
+            return (
+                f"SELECT COUNT(*) AS row_count FROM (\n{self.sql}\n) AS q\n"
+                f"WHERE {' AND '.join(where)}"
+            )
+
         return WindowQuery(
             build=build,
             key=self.key,
@@ -740,6 +781,7 @@ class _UserQuery:
             min_timestamp=low,
             max_timestamp=high,
             label=self.name,
+            count=count,
         )
 
 
@@ -883,7 +925,13 @@ def _read_planned(
     def read(window: Window) -> Iterator[pa.RecordBatch]:
         # Shaping batches here runs it in the reader threads, off dlt's thread.
         query = window_query(window)
-        pages = read_window(client, query, page_size=settings.page_size, stats=stats)
+        pages = read_window(
+            client,
+            query,
+            page_size=settings.page_size,
+            stats=stats,
+            verify_counts=settings.verify_counts,
+        )
         for batch in pages:
             yield prepare_batch(batch)
 
