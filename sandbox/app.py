@@ -20,7 +20,8 @@ before its first batch is a 400; one that fails later ends an NDJSON stream
 with an `error` line and closes the connection of the other formats, which
 cannot report it. With `max_concurrent_queries`, queries beyond the cap wait
 up to `queue_timeout` and are then refused with a 429, like Logfire's cap per
-organisation; `latency` delays every request.
+organisation; `latency` delays every request. With `arrow_end_marker` off,
+Arrow streams end without their end-of-stream marker, as some services' do.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Service:
     latency: float = 0.0
     max_concurrent_queries: int | None = None
     queue_timeout: float = 10.0
+    arrow_end_marker: bool = True
     connections: Connections = field(default_factory=Connections)
     project_name: str = "sandbox"
     organization_name: str = "sandbox"
@@ -167,7 +169,7 @@ class _Envelope:
 
         async def send_counted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                service.counters.record_status(message["status"])
+                service.counters.record_status(message["status"], scope["path"])
                 message["headers"] = [*message.get("headers", []), self._date()]
             elif message["type"] == "http.response.body":
                 service.counters.add_bytes(len(message.get("body", b"")))
@@ -222,7 +224,7 @@ class _Handlers:
             return None
         self.service.counters.record_fault(fault.kind)
         if fault.kind == "drop_before":
-            self.service.counters.record_status(DROPPED)
+            self.service.counters.record_status(DROPPED, request.url.path)
             return _Dropped(self.service.connections)
         if fault.kind in STATUS_KINDS:
             return _fault_response(fault, request, self.service.clock)
@@ -246,7 +248,9 @@ class _Handlers:
             service.counters.record_fault(stream_fault)
         fmt = formats.choose_format(request.headers.get("accept"))
         plans = split_plans(result.plans) if query.explain else None
-        encoder = formats.encoder_for(fmt, result.schema, plans)
+        encoder = formats.encoder_for(
+            fmt, result.schema, plans, arrow_end_marker=service.arrow_end_marker
+        )
         body = _body(encoder, first, rest, stream_fault, service.counters)
         return _QueryStream(
             body,

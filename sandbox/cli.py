@@ -111,6 +111,12 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=10.0,
         help="seconds a query may wait for the cap (default 10)",
     )
+    serve.add_argument(
+        "--no-arrow-end-marker",
+        dest="arrow_end_marker",
+        action="store_false",
+        help="end Arrow streams without their end-of-stream marker",
+    )
 
 
 def _add_generate(
@@ -164,6 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
         latency=args.latency,
         max_concurrent_queries=args.max_concurrent,
         queue_timeout=args.queue_timeout,
+        arrow_end_marker=args.arrow_end_marker,
     )
     stop = _stop_on_signals()
     with server:

@@ -8,7 +8,8 @@ chunk per batch, so a response is never built whole in memory:
   (where the official SDK looks for them).
 - NDJSON: a `schema` line, an `explain` line when asked, a `data` line per batch
   and an `end` line; a failure mid-stream writes an `error` line instead.
-- Arrow: the IPC stream format, ending with the end-of-stream marker.
+- Arrow: the IPC stream format, ending with the end-of-stream marker (left
+  out with `arrow_end_marker=False`, like a service that never writes it).
 - CSV: a header line always, then the rows; lists are written as JSON.
 
 Schemas in JSON and NDJSON describe each type the way the Rust Arrow crate
@@ -177,13 +178,17 @@ class Encoder(Protocol):
 
 
 def encoder_for(
-    fmt: Format, schema: pa.Schema, plans: Mapping[str, str] | None = None
+    fmt: Format,
+    schema: pa.Schema,
+    plans: Mapping[str, str] | None = None,
+    *,
+    arrow_end_marker: bool = True,
 ) -> Encoder:
     """The encoder of a format for a result with `schema`."""
     if fmt == "ndjson":
         return NdjsonEncoder(schema, plans)
     if fmt == "arrow":
-        return ArrowEncoder(schema)
+        return ArrowEncoder(schema, end_marker=arrow_end_marker)
     if fmt == "csv":
         return CsvEncoder(schema)
     return JsonEncoder(schema, plans)
@@ -272,13 +277,15 @@ class ArrowEncoder:
 
     Each message is serialised on its own, byte for byte what a stream writer
     writes, so nothing is buffered between batches. Dictionary columns are
-    decoded first, which spares the stream its dictionary messages.
+    decoded first, which spares the stream its dictionary messages. Without
+    `end_marker`, streams end after their last batch, marker left out.
     """
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, *, end_marker: bool = True) -> None:
         self._schema = pa.schema(
             [_undictionary_field(field) for field in schema], metadata=schema.metadata
         )
+        self._end_marker = end_marker
 
     def begin(self) -> bytes:
         """The schema message."""
@@ -291,8 +298,8 @@ class ArrowEncoder:
         return _bytes(plain.serialize())
 
     def end(self, row_count: int) -> bytes:
-        """The end-of-stream marker."""
-        return _END_OF_STREAM
+        """The end-of-stream marker, unless the encoder leaves it out."""
+        return _END_OF_STREAM if self._end_marker else b""
 
     def cut(self) -> bytes:
         """Nothing: the missing end-of-stream marker is what shows the loss."""

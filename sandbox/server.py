@@ -52,6 +52,8 @@ class SandboxServer:
         latency: Seconds added to every request, like a network's.
         max_concurrent_queries: Queries allowed to run at once; None for no cap.
         queue_timeout: Seconds a query may wait for the cap before a 429.
+        arrow_end_marker: Whether Arrow streams end with their end-of-stream
+            marker; off, they stop after their last batch, as some services'.
 
     Example:
         with SandboxServer(records=10_000) as server:
@@ -76,6 +78,7 @@ class SandboxServer:
         latency: float = 0.0,
         max_concurrent_queries: int | None = None,
         queue_timeout: float = 10.0,
+        arrow_end_marker: bool = True,
     ) -> None:
         if not token:
             raise ValueError("The sandbox needs a non-empty read token.")
@@ -103,6 +106,7 @@ class SandboxServer:
         self._service = self._make_service(
             token, faults, latency, max_concurrent_queries, queue_timeout
         )
+        self._service.arrow_end_marker = arrow_end_marker
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
