@@ -291,6 +291,7 @@ def _run(
     tally = _Tally(progress)
     source = _make_source(options, tally)
     started = time.monotonic()
+    _finish_pending(pipeline)
 
     chunks = 0
     pending: list[str] = list(source.resources.keys())
@@ -326,7 +327,25 @@ def _make_source(options: Mapping[str, Any], tally: _Tally) -> DltSource:
     return source
 
 
-def _run_chunk(pipeline: dlt.Pipeline, source: DltSource) -> None:
+def _finish_pending(pipeline: dlt.Pipeline) -> None:
+    """Load what an interrupted run extracted, before reading anything new.
+
+    A run killed after its extract leaves a load package, with the state that
+    moved past its windows, and ``pipeline.run`` given new data would only load
+    that package and return, so the chunk loop would stop at once. Loading it
+    here first lets the sync go on from where the package left the state.
+    """
+    if not pipeline.has_pending_data:
+        return
+    logger.info(
+        "The pipeline %s has load packages left by an interrupted run; loading "
+        "them first.",
+        pipeline.pipeline_name,
+    )
+    _run_chunk(pipeline, None)
+
+
+def _run_chunk(pipeline: dlt.Pipeline, source: DltSource | None) -> None:
     """One pipeline run, raising the connector's own error if it fails."""
     try:
         pipeline.run(source)
