@@ -5,7 +5,9 @@ The public face of the connector::
     import dlt
     from connector import logfire_source
 
-    pipeline = dlt.pipeline("logfire", destination="duckdb", dataset_name="logfire")
+    pipeline = dlt.pipeline(
+        "logfire_sync", destination="duckdb", dataset_name="logfire"
+    )
     pipeline.run(logfire_source())
 
 `connector.sync` runs a sync to completion, chunk by chunk, and reports on it.

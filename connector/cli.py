@@ -1,4 +1,4 @@
-"""The `logfire-sync` command: incremental syncs, backfills, status and a demo.
+"""The `logfire-sync` command: syncs, backfills, status, verify and a demo.
 
 Exit codes, for orchestrators:
 
@@ -10,6 +10,9 @@ Exit codes, for orchestrators:
 4     the service refused a query: fix the query options
 5     the service kept failing or rate limiting: run again later
 6     the destination failed: check it is reachable and has space
+      (also a full disk under the state folder)
+7     ``verify`` found buckets whose row counts differ: see its report,
+      and run it with ``--repair``
 ====  ==========================================================
 
 Whatever the exit code, rows already committed stay loaded and the watermarks
@@ -19,6 +22,7 @@ only ever cover committed rows, so running again is always safe.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -28,16 +32,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import dlt
+
 from connector.errors import (
     AuthenticationError,
     ConfigurationError,
+    DestinationError,
     LogfireSyncError,
     QueryError,
     RetryableError,
 )
 from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, make_pipeline
+from connector.settings import parse_instant
 from connector.source import TableSynced, WindowLoaded
 from connector.sync import SyncReport, read_status, run_backfill, run_sync
+from connector.verify import Audit, TableAudit, run_repair, run_verify
 
 __all__ = ["main"]
 
@@ -50,8 +59,22 @@ EXIT_AUTH: Final = 3
 EXIT_QUERY: Final = 4
 EXIT_RETRY_LATER: Final = 5
 EXIT_DESTINATION: Final = 6
+EXIT_MISMATCH: Final = 7
 
 TOKEN_VARIABLE: Final = "LOGFIRE_READ_TOKEN"
+
+_RETENTION: Final = timedelta(days=30)
+_FULL_DISK: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+_UNWRITABLE: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_VERIFY_HELP: Final = (
+    "Count each table's rows per bucket of event time (start_timestamp for "
+    "records, recorded_timestamp for metrics) in [start, end), in Logfire with "
+    "COUNT(*) queries and in the destination, and list every bucket whose "
+    "counts differ. Only rows the sync could have loaded are counted: rows "
+    "stored (created_at) before the table's watermark that pass the filters; "
+    "give the filters the sync uses. Rows stored later wait for the next sync "
+    "and are not counted. Exits 7 if any bucket differs."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +126,24 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--max-chunks", type=int)
     backfill.set_defaults(command=_backfill)
 
+    verify = commands.add_parser(
+        "verify",
+        help="compare rows per bucket of event time with Logfire",
+        description=_VERIFY_HELP,
+    )
+    _add_common(verify)
+    verify.add_argument("--start", required=True, help="first event time")
+    verify.add_argument("--end", required=True, help="end of the range, excluded")
+    verify.add_argument(
+        "--bucket", default="1h", help="width of a bucket, whole seconds (default 1h)"
+    )
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="backfill only the differing buckets, then verify again",
+    )
+    verify.set_defaults(command=_verify)
+
     status = commands.add_parser("status", help="watermarks and totals per table")
     _add_pipeline(status)
     status.add_argument(
@@ -128,7 +169,9 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
         "--destination", default="duckdb", help="a dlt destination (default duckdb)"
     )
     parser.add_argument("--dataset", default="logfire", help="default logfire")
-    parser.add_argument("--pipeline", default="logfire", help="dlt pipeline name")
+    parser.add_argument(
+        "--pipeline", default="logfire_sync", help="dlt pipeline name (logfire_sync)"
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -144,6 +187,34 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--tables", help="comma-separated: records, metrics (default both)"
     )
     parser.add_argument("--concurrency", type=int, help="windows in flight (1-16)")
+    parser.add_argument("--page-size", help="rows per request (1-10000)")
+    parser.add_argument(
+        "--window", help="the first window's width, such as 30m (default 1h)"
+    )
+    parser.add_argument(
+        "--columns",
+        action="append",
+        metavar="TABLE:COLUMN,...",
+        help="load only these columns of a table (repeatable)",
+    )
+    parser.add_argument(
+        "--service", action="append", help="keep only this service (repeatable)"
+    )
+    parser.add_argument(
+        "--environment",
+        action="append",
+        help="keep only this deployment environment; '' for none (repeatable)",
+    )
+    parser.add_argument(
+        "--span-name", action="append", help="records: keep only this span name"
+    )
+    parser.add_argument(
+        "--min-level", help="records: lowest level kept, such as warn or 13"
+    )
+    parser.add_argument(
+        "--where",
+        help="an SQL condition ANDed to every query, or a JSON object of one per table",
+    )
 
 
 def _pipeline_options(args: argparse.Namespace) -> PipelineOptions:
@@ -167,7 +238,34 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
         options["tables"] = [name.strip() for name in args.tables.split(",")]
     if args.concurrency is not None:
         options["concurrency"] = args.concurrency
+    flags = {
+        "page_size": args.page_size,
+        "initial_window": args.window,
+        "service_names": args.service,
+        "environments": args.environment,
+        "span_names": args.span_name,
+        "min_level": args.min_level,
+        "where": args.where,
+    }
+    options.update({name: value for name, value in flags.items() if value is not None})
+    if args.columns:
+        options["columns"] = _columns(args.columns)
     return options
+
+
+def _columns(values: Sequence[str]) -> dict[str, list[str]]:
+    """``--columns records:span_name,duration`` as the `columns` option."""
+    columns: dict[str, list[str]] = {}
+    for value in values:
+        table, sep, names = value.partition(":")
+        if not sep or not table.strip() or not names.strip():
+            raise ConfigurationError(
+                f"--columns {value!r} names no table and columns. Write "
+                "TABLE:COLUMN,COLUMN, such as records:span_name,duration."
+            )
+        chosen = columns.setdefault(table.strip(), [])
+        chosen.extend(name.strip() for name in names.split(",") if name.strip())
+    return columns
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -175,6 +273,7 @@ def _run(args: argparse.Namespace) -> int:
     options = _source_options(args)
     if args.start:
         options["start"] = args.start
+        _warn_if_start_ignored(pipeline)
     report = run_sync(
         pipeline, max_chunks=args.max_chunks, progress=_Progress(), **options
     )
@@ -184,6 +283,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(_pipeline_options(args))
+    _warn_if_beyond_retention(args.start, "backfill")
     report = run_backfill(
         pipeline,
         args.start,
@@ -217,6 +317,87 @@ def _status(args: argparse.Namespace) -> int:
             + ("" if status.caught_up else "  (not caught up)")
         )
     return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    pipeline = make_pipeline(_pipeline_options(args))
+    options = _source_options(args)
+    audit = run_verify(pipeline, args.start, args.end, bucket=args.bucket, **options)
+    _print_audit(audit)
+    if audit.matches or not args.repair:
+        return EXIT_OK if audit.matches else EXIT_MISMATCH
+
+    repair = run_repair(pipeline, audit, progress=_Progress(), **options)
+    print(
+        f"The repair read {repair.rows:,} rows again in {len(repair.ranges)} "
+        "ranges. Verifying again:"
+    )
+    _print_audit(repair.after)
+    if repair.after.matches:
+        return EXIT_OK
+    if any(difference.excess for difference in repair.after.differences):
+        print(
+            "Rows in excess that remain are rows Logfire no longer holds (past "
+            "its retention, say): a repair re-reads rows and cannot remove "
+            "those. Delete them from the destination by hand if they must go."
+        )
+    return EXIT_MISMATCH
+
+
+def _print_audit(audit: Audit) -> None:
+    """The counts of every table, and every bucket that differs."""
+    print(
+        f"Verified {_instant(audit.start)} to {_instant(audit.end)} in buckets "
+        f"of {_duration(audit.bucket)} ({audit.requests} requests to Logfire)."
+    )
+    for table in audit.tables:
+        _print_table_audit(table)
+
+
+def _print_table_audit(table: TableAudit) -> None:
+    source = "the watermark" if table.from_watermark else "no watermark: the horizon"
+    verdict = "all match" if table.matches else f"{len(table.differences)} differ"
+    print(
+        f"  {table.table}: {table.buckets:,} buckets of rows stored before "
+        f"{_instant(table.stored_before)} ({source}); {table.logfire_rows:,} "
+        f"in Logfire, {table.destination_rows:,} in the destination; {verdict}."
+    )
+    if table.matches:
+        return
+    print(f"    {'bucket':<32} {'logfire':>10} {'destination':>12}  difference")
+    for diff in table.differences:
+        change = (
+            f"{diff.missing:,} missing" if diff.missing else f"{diff.excess:,} excess"
+        )
+        print(
+            f"    {_instant(diff.bucket.lo):<32} {diff.logfire:>10,} "
+            f"{diff.destination:>12,}  {change}"
+        )
+
+
+def _warn_if_start_ignored(pipeline: dlt.Pipeline) -> None:
+    """Say so when --start cannot apply, as the tables have watermarks."""
+    synced = [status.table for status in read_status(pipeline) if status.watermark]
+    if synced:
+        logger.warning(
+            "--start is ignored for %s: the pipeline has synced it before, so "
+            "it goes on from its watermark. Use `logfire-sync backfill` to "
+            "re-read older rows.",
+            ", ".join(synced),
+        )
+
+
+def _warn_if_beyond_retention(start: str, command: str) -> None:
+    """Warn when a range starts further back than Logfire keeps data."""
+    moment = parse_instant(start, "--start")
+    if datetime.now(UTC) - moment > _RETENTION:
+        logger.warning(
+            "The %s starts at %s, more than 30 days ago: Logfire has probably "
+            "dropped rows that old (its retention is 30 days on the smaller "
+            "plans), so only what it still holds is read.",
+            command,
+            _instant(moment),
+        )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -296,6 +477,9 @@ def _report_failure(error: Exception) -> int:
 
 
 def _classify(error: Exception) -> tuple[int, str]:
+    local = _local_disk_failure(error)
+    if local is not None:
+        return local
     if isinstance(error, ConfigurationError):
         return EXIT_CONFIG, ""
     if isinstance(error, AuthenticationError):
@@ -304,6 +488,8 @@ def _classify(error: Exception) -> tuple[int, str]:
         return EXIT_QUERY, ""
     if isinstance(error, RetryableError):
         return EXIT_RETRY_LATER, "Nothing past the last committed chunk moved."
+    if isinstance(error, DestinationError):
+        return EXIT_DESTINATION, ""
     if isinstance(error, LogfireSyncError):
         return EXIT_FAILED, ""
     if _is_destination_failure(error):
@@ -312,6 +498,38 @@ def _classify(error: Exception) -> tuple[int, str]:
             "committed chunk left them. Check that it is reachable and has space."
         )
     return EXIT_FAILED, ""
+
+
+def _local_disk_failure(error: Exception) -> tuple[int, str] | None:
+    """The exit code and advice for a full or read-only local disk, if so."""
+    for cause in _causes(error):
+        number = cause.errno if isinstance(cause, OSError) else None
+        where = getattr(cause, "filename", None)
+        place = f" ({where})" if where else ""
+        if number in _FULL_DISK or "No space left on device" in str(cause):
+            return EXIT_DESTINATION, (
+                f"The disk is full{place}. Free some space where the state "
+                "folder and the DuckDB file are, or pass --state-dir with a "
+                "folder on a disk that has room. Loaded rows and watermarks "
+                "are as the last committed chunk left them."
+            )
+        if number in _UNWRITABLE:
+            return EXIT_CONFIG, (
+                f"A folder cannot be written{place}. Pass --state-dir with a "
+                "writable folder. Loaded rows and watermarks are as the last "
+                "committed chunk left them."
+            )
+    return None
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and the exceptions behind it, nearest first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 def _is_destination_failure(error: Exception) -> bool:

@@ -34,7 +34,7 @@ class PipelineOptions:
         state_dir: dlt's working folder for this machine.
     """
 
-    name: str = "logfire"
+    name: str = "logfire_sync"
     destination: str = "duckdb"
     dataset: str = "logfire"
     state_dir: Path = DEFAULT_STATE_DIR
@@ -69,6 +69,14 @@ def _destination(options: PipelineOptions) -> TDestinationReferenceArg:
     """The destination, with the DuckDB file under the state folder by default."""
     if options.destination != "duckdb" or _duckdb_configured():
         return _known_destination(options.destination)
+    if options.name == options.dataset:
+        # DuckDB names the catalog after the file, and a catalog and a schema of
+        # the same name make every unqualified table reference ambiguous.
+        raise ConfigurationError(
+            f"The pipeline and the dataset are both named {options.name!r}, so the "
+            f"DuckDB file {options.name}.duckdb would clash with its own dataset. "
+            "Choose another --pipeline or --dataset."
+        )
     database = options.state_dir / f"{options.name}.duckdb"
     return dlt.destinations.duckdb(str(database))
 

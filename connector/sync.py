@@ -6,7 +6,9 @@ Each chunk is committed on its own, so a crash redoes at most one chunk.
 :func:`run_backfill` does the same for a backfill of an event-time range, and
 :func:`read_status` reads the watermarks back from the pipeline's state::
 
-    pipeline = dlt.pipeline("logfire", destination="duckdb", dataset_name="logfire")
+    pipeline = dlt.pipeline(
+        "logfire_sync", destination="duckdb", dataset_name="logfire"
+    )
     report = run_sync(pipeline, service_names=["api"])
     print(report.rows, report.requests, report.caught_up)
 
@@ -218,7 +220,8 @@ def run_backfill(
     for metrics. Rows merge with what the incremental sync loaded (the merge
     key replaces them), and the live watermark does not move. Progress is
     kept in the pipeline's state, so an interrupted backfill resumes where it
-    stopped when called again with the same range. Use the same filters as the
+    stopped when called again with the same range; a finished one reads its
+    range again. Use the same filters as the
     incremental sync: rows that a narrower backfill does not read are still
     deleted where they share a merge key with rows it does read.
 

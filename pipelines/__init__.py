@@ -1,0 +1,1 @@
+"""Running the sync from an orchestrator: Dagster definitions and Airflow DAGs."""

@@ -1,0 +1,38 @@
+"""Sync Logfire into a DuckDB file, incrementally; run it as often as you like.
+
+    cd pipelines && SOURCES__LOGFIRE__READ_TOKEN=pylf_... python duckdb_pipeline.py
+
+Options come from `.dlt/config.toml` here ([sources.logfire]) and the token from
+`.dlt/secrets.toml` or SOURCES__LOGFIRE__READ_TOKEN. The database file is
+`logfire_sync.duckdb` (named after the pipeline, which must differ from
+the dataset for DuckDB) unless DESTINATION__DUCKDB__CREDENTIALS names another.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import dlt
+
+from connector.sync import run_sync
+
+DESTINATION = dlt.destinations.duckdb()
+
+
+def main() -> None:
+    """Sync every configured table until caught up; exit 1 if not."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    pipeline = dlt.pipeline(
+        pipeline_name="logfire_sync",
+        destination=DESTINATION,
+        dataset_name="logfire",
+    )
+    report = run_sync(pipeline)
+    for table in report.tables:
+        print(f"{table.table}: {table.rows} rows, watermark {table.watermark}")
+    sys.exit(0 if report.caught_up else 1)
+
+
+if __name__ == "__main__":
+    main()

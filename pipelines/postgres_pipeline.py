@@ -1,0 +1,31 @@
+"""Sync Logfire into PostgreSQL, incrementally.
+
+    export DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:pass@host:5432/db
+    cd pipelines && SOURCES__LOGFIRE__READ_TOKEN=pylf_... python postgres_pipeline.py
+
+Each run reads at most one chunk (a day of data, the `chunk` option), so a long
+catch-up takes several runs; `connector.sync.run_sync` loops until caught up.
+JSON and list columns arrive as `jsonb`; `pip install "logfire-sync[postgres]"`
+brings the driver.
+"""
+
+from __future__ import annotations
+
+import dlt
+
+from connector import logfire_source
+
+
+def main() -> None:
+    """Run one chunk (at most a day of data) per call, as an hourly job would."""
+    pipeline = dlt.pipeline(
+        pipeline_name="logfire_sync",
+        destination=dlt.destinations.postgres(),
+        dataset_name="logfire",
+    )
+    info = pipeline.run(logfire_source())
+    print(info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The same sync into a real PostgreSQL server, started by the tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import dlt
+import psycopg2
+import pyarrow as pa
+import pytest
+
+from connector.sync import run_backfill, run_sync
+from tests.connector.synchelp import (
+    NOW,
+    assert_same_rows,
+    expected_rows,
+    make_metrics,
+    make_records,
+    sandbox,
+)
+from tests.postgres_server import postgres_server
+
+START = NOW - timedelta(hours=6)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+def _pipeline(tmp_path: Path, url: str, name: str) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.postgres(url),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name=name,
+    )
+
+
+def _table(url: str, dataset: str, name: str) -> pa.Table:
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {dataset}.{name}")
+        assert cursor.description is not None
+        columns = [column.name for column in cursor.description]
+        rows = cursor.fetchall()
+    data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+    for name, values in data.items():
+        if values and isinstance(values[0], dict | list):
+            data[name] = [json.dumps(v) if v is not None else None for v in values]
+    return pa.table(data)
+
+
+def test_a_full_sync_into_postgres_holds_exactly_the_source_rows(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    records = make_records(3_000, seed=5, start=START, end=NOW)
+    metrics = make_metrics(500, seed=6, start=START, end=NOW)
+    pipeline = _pipeline(tmp_path, postgres_url, "full_sync")
+    with sandbox(records, metrics) as server:
+        run_sync(
+            pipeline,
+            read_token=server.token,
+            base_url=server.url,
+            start=(START - timedelta(hours=1)).isoformat(),
+            page_size=500,
+        )
+
+    horizon = NOW - timedelta(minutes=5)
+    assert_same_rows(
+        _table(postgres_url, "full_sync", "records"), expected_rows(records, horizon)
+    )
+    assert_same_rows(
+        _table(postgres_url, "full_sync", "metrics"), expected_rows(metrics, horizon)
+    )
+
+
+def test_json_and_list_columns_are_jsonb_that_sql_can_index(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    records = make_records(300, seed=7, start=START, end=NOW)
+    pipeline = _pipeline(tmp_path, postgres_url, "json_columns")
+    with sandbox(records) as server:
+        run_sync(
+            pipeline,
+            read_token=server.token,
+            base_url=server.url,
+            tables=["records"],
+            start=(START - timedelta(hours=1)).isoformat(),
+        )
+
+    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'json_columns' AND table_name = 'records' "
+            "AND column_name IN ('tags', 'attributes', 'created_at')"
+        )
+        types = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT tags->>1, attributes->'nested'->'k'->>0 FROM json_columns.records "
+            "WHERE jsonb_array_length(tags) = 2 LIMIT 1"
+        )
+        second_tag, first_k = cursor.fetchone() or (None, None)
+
+    assert types == {
+        "tags": "jsonb",
+        "attributes": "jsonb",
+        "created_at": "timestamp with time zone",
+    }
+    assert second_tag == 'q"uote'
+    assert first_k == "1"
+
+
+def test_a_backfill_into_postgres_merges_without_duplicates(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    records = make_records(2_000, seed=8, start=START, end=NOW)
+    pipeline = _pipeline(tmp_path, postgres_url, "backfill_merge")
+    with sandbox(records) as server:
+        options = {
+            "read_token": server.token,
+            "base_url": server.url,
+            "tables": ["records"],
+            "start": (START - timedelta(hours=1)).isoformat(),
+        }
+        run_sync(pipeline, **options)
+        run_backfill(pipeline, START - timedelta(days=1), NOW, **options)
+
+    horizon = NOW - timedelta(minutes=5)
+    assert_same_rows(
+        _table(postgres_url, "backfill_merge", "records"),
+        expected_rows(records, horizon),
+    )
