@@ -22,6 +22,8 @@ cannot report it. With `max_concurrent_queries`, queries beyond the cap wait
 up to `queue_timeout` and are then refused with a 429, like Logfire's cap per
 organisation; `latency` delays every request. With `arrow_end_marker` off,
 Arrow streams end without their end-of-stream marker, as some services' do.
+With `batch_rows`, results are streamed in batches of at most that many rows,
+so that even small pages span several batches (and stream faults cut them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import json
 import logging
 import math
@@ -122,6 +125,7 @@ class Service:
     max_concurrent_queries: int | None = None
     queue_timeout: float = 10.0
     arrow_end_marker: bool = True
+    batch_rows: int | None = None
     connections: Connections = field(default_factory=Connections)
     project_name: str = "sandbox"
     organization_name: str = "sandbox"
@@ -240,6 +244,8 @@ class _Handlers:
         except QueryFailed as failed:
             self._release_slot()
             return _error(400, str(failed), request, "query-failed")
+        if service.batch_rows is not None:
+            first, rest = _in_slices(first, rest, service.batch_rows)
 
         stream_fault = (
             fault.kind if fault is not None and fault.kind in STREAM_KINDS else None
@@ -350,6 +356,22 @@ def _start(
     result = engine.execute(query)
     rest = iter(result.batches)
     return result, next(rest, None), rest
+
+
+def _in_slices(
+    first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch], rows: int
+) -> tuple[pa.RecordBatch | None, Iterator[pa.RecordBatch]]:
+    """The same batches cut into slices of at most `rows` rows, lazily."""
+    if first is None or first.num_rows <= rows:
+        return first, _slices(rest, rows)
+    tail = itertools.chain([first.slice(rows)], rest)
+    return first.slice(0, rows), _slices(tail, rows)
+
+
+def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for offset in range(0, max(batch.num_rows, 1), rows):
+            yield batch.slice(offset, rows)
 
 
 Chunk = bytes | None

@@ -112,6 +112,12 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds a query may wait for the cap (default 10)",
     )
     serve.add_argument(
+        "--batch-rows",
+        type=int,
+        default=None,
+        help="stream results in batches of at most this many rows",
+    )
+    serve.add_argument(
         "--no-arrow-end-marker",
         dest="arrow_end_marker",
         action="store_false",
@@ -171,6 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrent_queries=args.max_concurrent,
         queue_timeout=args.queue_timeout,
         arrow_end_marker=args.arrow_end_marker,
+        batch_rows=args.batch_rows,
     )
     stop = _stop_on_signals()
     with server:

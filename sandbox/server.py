@@ -54,6 +54,7 @@ class SandboxServer:
         queue_timeout: Seconds a query may wait for the cap before a 429.
         arrow_end_marker: Whether Arrow streams end with their end-of-stream
             marker; off, they stop after their last batch, as some services'.
+        batch_rows: Stream results in batches of at most this many rows.
 
     Example:
         with SandboxServer(records=10_000) as server:
@@ -79,6 +80,7 @@ class SandboxServer:
         max_concurrent_queries: int | None = None,
         queue_timeout: float = 10.0,
         arrow_end_marker: bool = True,
+        batch_rows: int | None = None,
     ) -> None:
         if not token:
             raise ValueError("The sandbox needs a non-empty read token.")
@@ -106,7 +108,10 @@ class SandboxServer:
         self._service = self._make_service(
             token, faults, latency, max_concurrent_queries, queue_timeout
         )
+        if batch_rows is not None and batch_rows < 1:
+            raise ValueError(f"batch_rows must be 1 or more, not {batch_rows}.")
         self._service.arrow_end_marker = arrow_end_marker
+        self._service.batch_rows = batch_rows
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
