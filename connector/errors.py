@@ -6,6 +6,7 @@ Each class tells the caller what to do about it::
     ├── ConfigurationError (ValueError)   fix the configuration
     ├── AuthenticationError               fix the read token (HTTP 401, 403)
     ├── QueryError                        fix the query or its options (400, 422)
+    ├── DestinationError                  check that the destination is reachable
     └── RetryableError                    worth trying again
         ├── RateLimitedError              wait, then retry (429); has .retry_after
         └── TransientError                retry (5xx, dropped connection, timeout)
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "DestinationError",
     "IncompleteResponseError",
     "LogfireSyncError",
     "QueryError",
@@ -48,6 +50,10 @@ class AuthenticationError(LogfireSyncError):
 
 class QueryError(LogfireSyncError):
     """The service refused the query or the request options."""
+
+
+class DestinationError(LogfireSyncError):
+    """The destination could not be read or written; check it is reachable."""
 
 
 class RetryableError(LogfireSyncError):

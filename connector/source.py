@@ -64,6 +64,7 @@ __all__ = [
     "WindowLoaded",
     "logfire_source",
     "logfire_sql_resource",
+    "table_filters",
 ]
 
 logger = logging.getLogger(__name__)
@@ -372,7 +373,7 @@ class _TableSync:
         watermark = _stored_instant(state, "watermark")
         if watermark is None:
             watermark = settings.start or now - _first_sync()
-            self._warn_if_beyond_retention(watermark, now)
+            self._warn_if_beyond_retention(watermark, now, "the first sync")
             state["watermark"] = _iso(watermark)
 
         end = min(horizon, watermark + settings.chunk)
@@ -394,6 +395,9 @@ class _TableSync:
         progress: dict[str, Any] = backfills.setdefault(
             f"{_iso(start)}/{_iso(end)}", {}
         )
+        if progress.get("finished"):
+            # Asked for again once finished, a backfill reads its range again.
+            progress.clear()
         progress.setdefault("done_until", _iso(start))
         progress.setdefault("finished", False)
         progress.setdefault("rows_loaded", 0)
@@ -412,6 +416,8 @@ class _TableSync:
         done_until = _stored_instant(progress, "done_until")
         assert done_until is not None
         end = min(settings.backfill[1], done_until + settings.chunk)
+        if done_until == settings.backfill[0]:
+            self._warn_if_beyond_retention(done_until, now, "the backfill")
 
         if end > done_until:
             width = max_event_time_width()
@@ -471,14 +477,17 @@ class _TableSync:
         if self.progress is not None:
             self.progress(event)
 
-    def _warn_if_beyond_retention(self, start: datetime, now: datetime) -> None:
-        """Warn when the first sync starts further back than Logfire keeps data."""
+    def _warn_if_beyond_retention(
+        self, start: datetime, now: datetime, what: str
+    ) -> None:
+        """Warn when a read starts further back than Logfire keeps data."""
         if now - start > _RETENTION:
             logger.warning(
-                "%s: the first sync starts at %s, more than 30 days before the "
+                "%s: %s starts at %s, more than 30 days before the "
                 "service's now (%s): data that old is probably past retention "
                 "and will not be found.",
                 self.spec.name,
+                what,
                 start.isoformat(),
                 now.isoformat(),
             )
@@ -506,7 +515,7 @@ class _TableQuery:
         self.horizon = horizon
         self.window_column = spec.cursor if horizon is None else spec.bound
         self.columns = _select_list(settings.columns.get(spec.name))
-        self.filters = _filters(spec, settings)
+        self.filters = table_filters(spec, settings)
 
     def window_query(self, window: Window) -> WindowQuery:
         """What the pager needs to read `window`."""
@@ -564,8 +573,11 @@ def _window_conditions(column: str, window: Window) -> list[str]:
     ]
 
 
-def _filters(spec: TableSpec, settings: Settings) -> list[str]:
-    """The SQL conditions of the settings' filters for one table."""
+def table_filters(spec: TableSpec, settings: Settings) -> list[str]:
+    """The SQL conditions of the settings' filters for one table.
+
+    Every read of the table applies them, and so does `logfire-sync verify`.
+    """
     conditions = []
     if settings.service_names:
         conditions.append(f"service_name IN {in_list(settings.service_names)}")
