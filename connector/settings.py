@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, cast
 
 from connector.errors import ConfigurationError
-from connector.sql import validate_column_name
+from connector.sql import check_condition, validate_column_name
 from connector.tables import TABLES, TableName
 from connector.windows import MIN_WIDTH, max_created_at_width
 
@@ -524,6 +524,7 @@ def _condition(value: object, option: str) -> str:
         )
     if "\x00" in value:
         raise ConfigurationError(f"{option} holds a NUL character; remove it.")
+    check_condition(value, option)
     return value.strip()
 
 
@@ -566,6 +567,15 @@ def _check_together(settings: Settings) -> None:
         raise ConfigurationError(
             f"initial_window = {settings.initial_window} is shorter than "
             f"{MIN_WIDTH}. Give at least one second."
+        )
+    if settings.initial_window > settings.max_width:
+        raise ConfigurationError(
+            f"initial_window = {settings.initial_window} is wider than a window "
+            "may be: one query scans at most 14 days, and each window's scan "
+            f"adds lateness_back ({settings.lateness_back}) and lateness_ahead "
+            f"({settings.lateness_ahead}) to it. Choose at most "
+            f"{settings.max_width}, such as '1d'; later windows widen by "
+            "themselves where the data is sparse."
         )
     if settings.settle < _GUARANTEED_SETTLE:
         logger.warning(

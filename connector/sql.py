@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from connector.errors import ConfigurationError
 
 __all__ = [
+    "check_condition",
     "in_list",
     "quote_identifier",
     "quote_literal",
@@ -91,6 +92,58 @@ def validate_column_name(name: str) -> str:
             "such as 'service_name'."
         )
     return name
+
+
+def check_condition(condition: str, option: str = "where") -> str:
+    """``condition`` itself, if it stays inside the parentheses it is put in.
+
+    A raw condition is ANDed to a query as ``(condition)``. One that closes a
+    parenthesis it did not open, ends the statement with ``;``, or leaves a
+    string, quoted name or comment open would escape them and change the rest
+    of the query, such as the window's bounds. Quotes, comments and nesting
+    are otherwise free.
+
+    Raises:
+        ConfigurationError: If the condition could escape its parentheses.
+    """
+    problem = _escape(condition)
+    if problem is not None:
+        raise ConfigurationError(
+            f"{option} {_shown(condition)} {problem}, which would change the rest "
+            "of the query. Write one condition, such as \"service_name = 'api'\", "
+            "with balanced parentheses and closed quotes."
+        )
+    return condition
+
+
+def _escape(text: str) -> str | None:
+    """How `text` would break out of the parentheses around it, if it would."""
+    depth = 0
+    index = 0
+    while index < len(text):
+        char, pair = text[index], text[index : index + 2]
+        if char in "'\"":
+            index = text.find(char, index + 1)
+            while index != -1 and text[index + 1 : index + 2] == char:
+                index = text.find(char, index + 2)
+            if index == -1:
+                return "leaves a quoted string or name open"
+        elif pair == "--":
+            index = len(text) if (end := text.find("\n", index)) == -1 else end
+        elif pair == "/*":
+            if (end := text.find("*/", index + 2)) == -1:
+                return "leaves a comment open"
+            index = end + 1
+        elif char == ";":
+            return "ends the statement with ';'"
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return "closes a parenthesis it did not open"
+        index += 1
+    return "leaves a parenthesis open" if depth else None
 
 
 def timestamp_literal(dt: datetime) -> str:
