@@ -1,0 +1,241 @@
+"""One contender of the benchmark, run in a process of its own.
+
+``python -m bench.contender SPEC_JSON`` runs what the spec names against a
+running sandbox and writes its figures as JSON to the spec's ``result_path``.
+The parent reads the process's peak memory from the operating system, so the
+figures here are counts and times only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["sdk", "fetch", "connector"]
+DestinationName = Literal["duckdb", "parquet", "none"]
+
+PAGE_ROWS = 10_000
+"""Rows per request, for every contender: the service's largest page."""
+
+_LATENESS = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one contender process runs.
+
+    Attributes:
+        kind: Which contender.
+        table: ``records`` or ``metrics``.
+        destination: Where rows are loaded; ``none`` for the bare fetch.
+        concurrency: Windows read at once (the connector and the fetch).
+        url: The sandbox's base URL.
+        token: Its read token.
+        start: The first ``created_at`` to read, ISO 8601.
+        workdir: A folder of the contender's own.
+        result_path: Where the figures are written.
+        max_rows: Stop after about this many rows (the SDK baseline).
+        chunk_seconds: The connector's chunk, to sync only part of the data.
+        max_chunks: The connector's chunk count, with ``chunk_seconds``.
+        incremental: Also time a second sync that finds nothing new, and an
+            empty dlt run on the same pipeline (the connector).
+    """
+
+    kind: Kind
+    table: str
+    destination: DestinationName
+    url: str
+    token: str
+    start: str
+    workdir: str
+    result_path: str
+    concurrency: int = 1
+    max_rows: int | None = None
+    chunk_seconds: float | None = None
+    max_chunks: int | None = None
+    incremental: bool = False
+
+
+@dataclass
+class Figures:
+    """What a contender measured itself."""
+
+    rows: int = 0
+    requests: int = 0
+    windows: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def main(argv: list[str]) -> int:
+    """Run the contender described by the JSON spec in ``argv[0]``."""
+    spec = Spec(**json.loads(argv[0]))
+    os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
+    runners = {"sdk": run_sdk, "fetch": run_fetch, "connector": run_connector}
+    figures = runners[spec.kind](spec)
+    Path(spec.result_path).write_text(json.dumps(asdict(figures)))
+    return 0
+
+
+def _pipeline(spec: Spec, name: str) -> Any:
+    """A dlt pipeline loading into the spec's destination, in its workdir."""
+    import dlt
+
+    workdir = Path(spec.workdir)
+    destination: Any
+    if spec.destination == "duckdb":
+        destination = dlt.destinations.duckdb(str(workdir / "bench.duckdb"))
+    else:
+        destination = dlt.destinations.filesystem((workdir / "files").as_uri())
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=destination,
+        dataset_name="logfire",
+        pipelines_dir=str(workdir / "pipelines"),
+    )
+
+
+def run_sdk(spec: Spec) -> Figures:
+    """The baseline: ``query_json_rows`` pages, as dicts, into a dlt resource."""
+    import dlt
+    from logfire.query_client import LogfireQueryClient
+
+    figures = Figures()
+    start = datetime.fromisoformat(spec.start)
+    client = LogfireQueryClient(spec.token, base_url=spec.url)
+
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        cursor = start
+        while spec.max_rows is None or figures.rows < spec.max_rows:
+            sql = (
+                f"SELECT * FROM {spec.table} WHERE created_at > '{cursor.isoformat()}' "
+                f"ORDER BY created_at LIMIT {PAGE_ROWS}"
+            )
+            result = client.query_json_rows(
+                sql, min_timestamp=cursor - _LATENESS, limit=PAGE_ROWS
+            )
+            figures.requests += 1
+            rows = result["rows"]
+            figures.rows += len(rows)
+            if rows:
+                yield rows
+                cursor = datetime.fromisoformat(rows[-1]["created_at"])
+            if len(rows) < PAGE_ROWS:
+                return
+
+    resource = dlt.resource(pages(), name=spec.table, write_disposition="append")
+    pipeline = _pipeline(spec, "bench_sdk")
+    file_format = "parquet" if spec.destination == "parquet" else None
+    started = time.perf_counter()
+    pipeline.run(resource, loader_file_format=file_format)
+    figures.seconds = time.perf_counter() - started
+    return figures
+
+
+def run_fetch(spec: Spec) -> Figures:
+    """The ceiling: the connector's own pages as Arrow, loading nothing."""
+    from connector.client import LogfireClient
+    from connector.pager import WindowStats, read_window, read_windows
+    from connector.settings import build_settings
+
+    # The source's own planner and SQL, so the pages are exactly the ones a
+    # sync reads; they are private because nothing but this needs them.
+    from connector.source import _planner, _TableQuery
+    from connector.tables import TABLES
+
+    figures = Figures()
+    settings = build_settings(
+        read_token=spec.token,
+        base_url=spec.url,
+        tables=[spec.table],
+        start=spec.start,
+        concurrency=spec.concurrency,
+    )
+    query = _TableQuery(TABLES[spec.table], settings, horizon=None)  # type: ignore[index]
+    stats = WindowStats()
+    started = time.perf_counter()
+    with LogfireClient(spec.token, base_url=spec.url) as client:
+
+        def read(window: Any) -> Any:
+            return read_window(
+                client,
+                query.window_query(window),
+                page_size=settings.page_size,
+                stats=stats,
+            )
+
+        horizon = client.server_now() - settings.settle
+        assert settings.start is not None
+        lo = settings.start
+        state: dict[str, Any] = {}
+        # One chunk after another up to the horizon, as run_sync reads them.
+        while lo < horizon:
+            hi = min(horizon, lo + settings.chunk)
+            planner = _planner(settings, lo, hi, state, settings.max_width)
+            for _, batch in read_windows(planner, read, concurrency=spec.concurrency):
+                if batch is None:
+                    figures.windows += 1
+                else:
+                    figures.rows += batch.num_rows
+            state = {"window_seconds": planner.width.total_seconds()}
+            lo = hi
+        figures.requests = client.requests_made
+    figures.seconds = time.perf_counter() - started
+    return figures
+
+
+def run_connector(spec: Spec) -> Figures:
+    """The connector: :func:`connector.run_sync` into the destination."""
+    from connector.sync import run_sync
+
+    figures = Figures()
+    pipeline = _pipeline(spec, "bench_connector")
+    options: dict[str, Any] = {
+        "read_token": spec.token,
+        "base_url": spec.url,
+        "tables": [spec.table],
+        "start": spec.start,
+        "concurrency": spec.concurrency,
+    }
+    if spec.chunk_seconds is not None:
+        options["chunk"] = spec.chunk_seconds
+    started = time.perf_counter()
+    report = run_sync(pipeline, max_chunks=spec.max_chunks, **options)
+    figures.seconds = time.perf_counter() - started
+    figures.rows = report.rows
+    figures.requests = report.requests
+    figures.windows = sum(table.windows for table in report.tables)
+    figures.extra["chunks"] = report.chunks
+    if spec.incremental:
+        figures.extra.update(_time_incremental(pipeline, options))
+    return figures
+
+
+def _time_incremental(pipeline: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Time an empty dlt run, then a sync that finds nothing new."""
+    from connector.sync import run_sync
+
+    started = time.perf_counter()
+    pipeline.run([], table_name="bench_empty")
+    empty = time.perf_counter() - started
+
+    started = time.perf_counter()
+    report = run_sync(pipeline, **options)
+    incremental = time.perf_counter() - started
+    return {
+        "empty_dlt_run_seconds": empty,
+        "incremental_seconds": incremental,
+        "incremental_rows": report.rows,
+        "incremental_requests": report.requests,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""The benchmark's scaling curves as PNG files, next to its JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def write_plots(runs: list[Row], folder: Path) -> list[Path]:
+    """Plot rows/s by concurrency and peak memory by rows; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return [
+        _concurrency_plot(runs, folder / "concurrency.png"),
+        _memory_plot(runs, folder / "memory.png"),
+    ]
+
+
+def _concurrency_plot(runs: list[Row], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    series: dict[tuple[str, str, float], list[tuple[int, float]]] = {}
+    for run in runs:
+        if run["contender"] == "connector" and run["purpose"] == "matrix":
+            key = (run["table"], run["destination"], run["latency_ms"])
+            series.setdefault(key, []).append(
+                (run["concurrency"], run["rows_per_second"])
+            )
+    for (table, destination, latency), points in sorted(series.items()):
+        points.sort()
+        style = "-" if latency == 0 else "--"
+        axes.plot(
+            [c for c, _ in points],
+            [rate for _, rate in points],
+            style,
+            marker="o",
+            label=f"{table} -> {destination}, {latency:.0f} ms",
+        )
+    axes.set_xlabel("concurrency (windows read at once)")
+    axes.set_ylabel("rows per second, end to end")
+    axes.set_title("The connector's throughput by concurrency")
+    axes.set_xticks(sorted({c for points in series.values() for c, _ in points}))
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _memory_plot(runs: list[Row], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    points = [
+        (run["rows"], run["peak_rss_bytes"] / 2**20)
+        for run in runs
+        if run["contender"] == "connector"
+        and run["table"] == "records"
+        and run["destination"] == "duckdb"
+        and run["concurrency"] == 1
+        and run["latency_ms"] == 0
+    ]
+    points.sort()
+    figure, axes = plt.subplots(figsize=(8, 5))
+    axes.plot([r for r, _ in points], [m for _, m in points], marker="o")
+    axes.set_xlabel("rows synced (records -> duckdb, concurrency 1)")
+    axes.set_ylabel("peak resident memory, MiB")
+    axes.set_title("The connector's peak memory against rows")
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
