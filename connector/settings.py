@@ -414,7 +414,7 @@ def _columns(
         return {}
     if not isinstance(value, Mapping):
         raise ConfigurationError(
-            "columns must map table names to lists of columns, such as "
+            "table_columns must map table names to lists of columns, such as "
             f"{{'records': ['span_name', 'duration']}}, not {value!r}."
         )
 
@@ -422,8 +422,9 @@ def _columns(
     for table, names in value.items():
         if table not in tables:
             raise ConfigurationError(
-                f"columns names the table {table!r}, which is not synced. Sync "
-                f"it in tables, or remove it from columns (synced: {list(tables)})."
+                f"table_columns names the table {table!r}, which is not synced. "
+                "Sync it in tables, or remove it from table_columns (synced: "
+                f"{list(tables)})."
             )
         spec = TABLES[cast(TableName, table)]
         picked = [
@@ -437,13 +438,16 @@ def _columns(
 def _column(name: object, known: tuple[str, ...], table: str) -> str:
     """One chosen column, which the table must have."""
     if not isinstance(name, str):
-        raise ConfigurationError(f"columns for {table} must be strings, not {name!r}.")
+        raise ConfigurationError(
+            f"table_columns for {table} must be strings, not {name!r}."
+        )
     validate_column_name(name)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigurationError(
-            f"columns for {table} lists {name!r}, which is not a {table} column.{hint}"
+            f"table_columns for {table} lists {name!r}, which is not a {table} "
+            f"column.{hint}"
         )
     return name
 

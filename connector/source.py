@@ -129,7 +129,7 @@ def logfire_source(
     read_token: str = dlt.secrets.value,
     base_url: str | None = None,
     tables: Sequence[str] | None = None,
-    columns: dict[str, list[str]] | None = None,
+    table_columns: dict[str, list[str]] | None = None,
     service_names: Sequence[str] | None = None,
     environments: Sequence[str] | None = None,
     span_names: Sequence[str] | None = None,
@@ -166,8 +166,9 @@ def logfire_source(
         read_token: A Logfire read token (a secret).
         base_url: The service's root URL [from the token's region].
         tables: The tables to sync [records and metrics].
-        columns: Per table, the columns to load [all the service has]; the
-            key, cursor and merge-key columns are always added.
+        table_columns: Per table, the columns to load [all the service has];
+            the key, cursor and merge-key columns are always added. (Not
+            `columns`: dlt would read the shell's COLUMNS variable for it.)
         service_names: Keep only rows of these services.
         environments: Keep only rows of these deployment environments; ``""``
             stands for rows with none.
@@ -220,7 +221,7 @@ def logfire_source(
         read_token=read_token,
         base_url=base_url,
         tables=tables,
-        columns=columns,
+        columns=table_columns,
         service_names=service_names,
         environments=environments,
         span_names=span_names,

@@ -55,7 +55,7 @@ def visible(server: SandboxServer) -> pa.Table:
 def test_chosen_columns_plus_the_key_are_loaded(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    loaded = sync(server, tmp_path, columns={"records": ["duration", "tags"]})
+    loaded = sync(server, tmp_path, table_columns={"records": ["duration", "tags"]})
     expected = visible(server).select(
         [
             "start_timestamp",

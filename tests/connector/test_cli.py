@@ -1,0 +1,104 @@
+"""The logfire-sync command: run, status and demo, as a user types them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from connector.cli import main
+from tests.connector.synchelp import NOW, make_metrics, make_records, sandbox
+
+RECORDS = make_records(800, seed=31, start=NOW - timedelta(hours=2), end=NOW)
+METRICS = make_metrics(100, seed=32, start=NOW - timedelta(hours=2), end=NOW)
+
+
+def _common(server_url: str, state: Path) -> list[str]:
+    return ["--base-url", server_url, "--state-dir", str(state)]
+
+
+def test_run_loads_into_duckdb_under_the_state_folder_and_exits_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sandbox(RECORDS, METRICS) as server:
+        monkeypatch.setenv("LOGFIRE_READ_TOKEN", server.token)
+        start = (NOW - timedelta(hours=3)).isoformat()
+        code = main(["run", *_common(server.url, tmp_path), "--start", start])
+
+    assert code == 0
+    assert "caught up" in capsys.readouterr().out
+    database = tmp_path / "logfire_sync.duckdb"
+    with duckdb.connect(str(database), read_only=True) as connection:
+        records = connection.execute("SELECT count(*) FROM logfire.records").fetchone()
+    assert records is not None
+    assert records[0] > 0
+
+
+def test_status_shows_each_table_after_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sandbox(RECORDS, METRICS) as server:
+        monkeypatch.setenv("LOGFIRE_READ_TOKEN", server.token)
+        start = (NOW - timedelta(hours=3)).isoformat()
+        main(["run", *_common(server.url, tmp_path), "--start", start])
+    capsys.readouterr()
+
+    code = main(["status", "--state-dir", str(tmp_path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0].split()[:2] == ["table", "watermark"]
+    tables = {line.split()[0] for line in lines[1:]}
+    assert tables == {"records", "metrics"}
+    assert all(line.split()[1].startswith("2026-05-27T11:5") for line in lines[1:])
+
+
+def test_status_before_any_run_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["status", "--state-dir", str(tmp_path)])
+
+    assert code == 0
+    assert "logfire-sync run" in capsys.readouterr().out
+
+
+def test_a_refused_token_exits_three_without_printing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "pylf_v1_us_" + "w" * 40
+    with sandbox(RECORDS, METRICS) as server:
+        monkeypatch.setenv("LOGFIRE_READ_TOKEN", wrong)
+        code = main(["run", *_common(server.url, tmp_path)])
+
+    output = capsys.readouterr()
+    assert code == 3
+    assert "token" in output.err.lower()
+    assert wrong not in output.err + output.out
+
+
+def test_the_demo_syncs_the_sandbox_and_prints_a_sample_query(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connector.cli",
+            "demo",
+            "--records",
+            "3000",
+            "--metrics",
+            "500",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Spans per service, from DuckDB:" in done.stdout
+    assert (tmp_path / "logfire_demo.duckdb").is_file()
