@@ -43,7 +43,6 @@ from connector.errors import (
     RetryableError,
 )
 from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, make_pipeline
-from connector.settings import parse_instant
 from connector.source import TableSynced, WindowLoaded
 from connector.sync import SyncReport, read_status, run_backfill, run_sync
 from connector.verify import Audit, TableAudit, run_repair, run_verify
@@ -63,7 +62,6 @@ EXIT_MISMATCH: Final = 7
 
 TOKEN_VARIABLE: Final = "LOGFIRE_READ_TOKEN"
 
-_RETENTION: Final = timedelta(days=30)
 _FULL_DISK: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 _UNWRITABLE: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 _VERIFY_HELP: Final = (
@@ -249,12 +247,12 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     options.update({name: value for name, value in flags.items() if value is not None})
     if args.columns:
-        options["columns"] = _columns(args.columns)
+        options["table_columns"] = _columns(args.columns)
     return options
 
 
 def _columns(values: Sequence[str]) -> dict[str, list[str]]:
-    """``--columns records:span_name,duration`` as the `columns` option."""
+    """``--columns records:span_name,duration`` as the `table_columns` option."""
     columns: dict[str, list[str]] = {}
     for value in values:
         table, sep, names = value.partition(":")
@@ -283,7 +281,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(_pipeline_options(args))
-    _warn_if_beyond_retention(args.start, "backfill")
     report = run_backfill(
         pipeline,
         args.start,
@@ -348,7 +345,7 @@ def _print_audit(audit: Audit) -> None:
     """The counts of every table, and every bucket that differs."""
     print(
         f"Verified {_instant(audit.start)} to {_instant(audit.end)} in buckets "
-        f"of {_duration(audit.bucket)} ({audit.requests} requests to Logfire)."
+        f"of {_width(audit.bucket)} ({audit.requests} requests to Logfire)."
     )
     for table in audit.tables:
         _print_table_audit(table)
@@ -384,19 +381,6 @@ def _warn_if_start_ignored(pipeline: dlt.Pipeline) -> None:
             "it goes on from its watermark. Use `logfire-sync backfill` to "
             "re-read older rows.",
             ", ".join(synced),
-        )
-
-
-def _warn_if_beyond_retention(start: str, command: str) -> None:
-    """Warn when a range starts further back than Logfire keeps data."""
-    moment = parse_instant(start, "--start")
-    if datetime.now(UTC) - moment > _RETENTION:
-        logger.warning(
-            "The %s starts at %s, more than 30 days ago: Logfire has probably "
-            "dropped rows that old (its retention is 30 days on the smaller "
-            "plans), so only what it still holds is read.",
-            command,
-            _instant(moment),
         )
 
 
@@ -559,6 +543,15 @@ def _duration(delta: timedelta | None) -> str:
     if abs(seconds) < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _width(delta: timedelta) -> str:
+    """A bucket's width in its largest whole unit: 1d, 6h, 15m or 90s."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _configure_logging(level: str) -> None:

@@ -466,6 +466,8 @@ def _settings(options: Mapping[str, Any]) -> Settings:
     """The sync's options, from the caller and dlt's config, checked."""
     resolved = dict(options)
     resolved.pop("progress", None)
+    # The source's table_columns is build_settings' columns; verify ignores it.
+    resolved["columns"] = resolved.pop("table_columns", None)
     if resolved.get("read_token") is None:
         resolved["read_token"] = _configured("read_token", secret=True)
     for name in (*_LIST_OPTIONS, *_OTHER_OPTIONS):
