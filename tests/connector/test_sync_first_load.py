@@ -1,0 +1,81 @@
+"""A first load into an empty table appends; any table holding rows merges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+from synchelp import (
+    NOW,
+    assert_same_rows,
+    destination,
+    expected_rows,
+    make_metrics,
+    make_records,
+    sandbox,
+)
+
+from connector.sync import run_backfill, run_sync
+from sandbox.server import SandboxServer
+
+HORIZON = NOW - timedelta(minutes=5)
+FROM = NOW - timedelta(hours=30)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    records = make_records(3_000, seed=31, start=NOW - timedelta(hours=4), end=NOW)
+    metrics = make_metrics(300, seed=32, start=NOW - timedelta(hours=4), end=NOW)
+    with sandbox(records, metrics) as running:
+        yield running
+
+
+def options(server: SandboxServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "read_token": server.token,
+        "base_url": server.url,
+        "start": FROM.isoformat(),
+        "tables": ["records"],
+        **extra,
+    }
+
+
+def disposition(pipeline: dlt.Pipeline) -> Any:
+    return pipeline.default_schema.tables["records"]["write_disposition"]
+
+
+def test_the_first_load_appends_and_the_next_one_merges(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, **options(server))
+    assert disposition(dest.pipeline) == "append"
+
+    run_backfill(dest.pipeline, FROM, NOW, **options(server))
+
+    assert disposition(dest.pipeline) == "merge"
+    rows = server.store.visible("records", server.clock.now())
+    assert_same_rows(dest.table("records"), expected_rows(rows, HORIZON))
+
+
+def test_a_new_pipeline_merges_into_a_table_another_one_filled(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    first = destination(tmp_path, "first")
+    run_sync(first.pipeline, **options(server))
+    second = dlt.pipeline(
+        pipeline_name="second",
+        destination=dlt.destinations.duckdb(str(first.path)),
+        pipelines_dir=str(tmp_path / "other-pipelines"),
+        dataset_name="logfire",
+    )
+
+    run_backfill(second, FROM, NOW, **options(server))
+
+    assert disposition(second) == "merge"
+    rows = server.store.visible("records", server.clock.now())
+    assert_same_rows(first.table("records"), expected_rows(rows, HORIZON))
