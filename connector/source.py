@@ -34,6 +34,7 @@ from dlt.extract import DltResource
 
 from connector.arrow import prepare_batch
 from connector.client import LogfireClient
+from connector.dltlogs import log_hint_warning_once
 from connector.errors import ConfigurationError
 from connector.pager import (
     WindowQuery,
@@ -254,6 +255,7 @@ def _table_resource(
     spec: TableSpec, settings: Settings, progress: Progress | None
 ) -> DltResource:
     """The dlt resource that syncs one table."""
+    log_hint_warning_once()
     merge = settings.write_disposition == "merge"
 
     def rows() -> Iterator[pa.RecordBatch]:
