@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,17 @@ from sandbox.server import SandboxServer
 
 FROM = NOW - timedelta(hours=30)
 RANGE = ["--start", FROM.isoformat(), "--end", NOW.isoformat()]
+
+
+@pytest.fixture(autouse=True)
+def root_handlers() -> Iterator[None]:
+    """Undo the handler main() may add to the root logger for this test's stderr.
+
+    Left in place, it would write to a closed capture stream in later tests.
+    """
+    saved = logging.root.handlers[:]
+    yield
+    logging.root.handlers[:] = saved
 
 
 @pytest.fixture(scope="module")

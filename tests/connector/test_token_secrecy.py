@@ -57,6 +57,17 @@ class Everything(logging.Handler):
             self.texts.append(record.stack_info)
 
 
+@pytest.fixture(autouse=True)
+def root_handlers() -> Iterator[None]:
+    """Undo the handler main() may add to the root logger for this test's stderr.
+
+    Left in place, it would write to a closed capture stream in later tests.
+    """
+    saved = logging.root.handlers[:]
+    yield
+    logging.root.handlers[:] = saved
+
+
 @pytest.fixture
 def logs() -> Iterator[Everything]:
     handler = Everything()
