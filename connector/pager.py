@@ -484,6 +484,14 @@ class _Pager:
     def _check_end(self, page: _Page) -> None:
         """Refuse an `=` re-read whose rows were not all of its key."""
         if page.cursor is not None and page.cursor.op == "=" and page.rows == 0:
+            if self._verify_counts:
+                # Without the marker, a stream cut before its first batch is
+                # also empty: worth reading again.
+                raise IncompleteResponseError(
+                    f"Re-reading a run of equal keys of {self._query.label} in "
+                    f"the window {self._query.window} returned no rows. Reading "
+                    "it again."
+                )
             raise self._violation("re-reading a run of equal keys returned no rows")
 
     def _tie_overflow(self, page: _Page) -> LogfireSyncError:

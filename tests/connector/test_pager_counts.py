@@ -34,9 +34,12 @@ class CuttingReader:
     stream is cut between two batches: to the client, a shorter result.
     """
 
-    def __init__(self, client: LogfireClient, cut: set[int]) -> None:
+    def __init__(
+        self, client: LogfireClient, cut: set[int], empty: set[int] | None = None
+    ) -> None:
         self.client = client
         self.cut = cut
+        self.empty = empty or set()
         self.calls: list[str] = []
 
     def stream_arrow(
@@ -52,6 +55,9 @@ class CuttingReader:
         stream = self.client.stream_arrow(
             sql, min_timestamp=min_timestamp, max_timestamp=max_timestamp, limit=limit
         )
+        if number in self.empty:
+            stream.close()
+            return
         for batch in stream:
             yield batch
             if number in self.cut:
@@ -121,10 +127,11 @@ def read(
     cut: set[int],
     page_size: int,
     verify: bool = True,
+    empty: set[int] | None = None,
 ) -> tuple[list[str], CuttingReader, WindowStats]:
     stats = WindowStats()
     with LogfireClient(server.token, base_url=server.url, retry=FAST) as client:
-        reader = CuttingReader(client, cut)
+        reader = CuttingReader(client, cut, empty)
         batches = list(
             read_window(
                 reader,
@@ -172,6 +179,15 @@ def test_a_cut_re_read_of_one_whole_key_is_read_again(
     assert stats.retries == 1
     assert "COUNT" not in reader.calls[0]
     assert "COUNT" in reader.calls[2]
+
+
+def test_a_re_read_of_one_whole_key_cut_before_its_first_batch_is_read_again(
+    server: SandboxServer,
+) -> None:
+    rows, _, stats = read(server, cut=set(), empty={1}, page_size=20)
+
+    assert rows == expected(server)
+    assert stats.retries == 1
 
 
 def test_every_short_page_costs_one_count_and_full_pages_none(
