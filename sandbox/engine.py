@@ -11,6 +11,13 @@ Handing thousands of Arrow arrays to DataFusion costs about 70 microseconds a ba
 of the full schema, so it happens once: each table keeps its batches in a few
 DataFusion memory tables (segments) shared by all requests, and only batches the
 store appended since are added, with small segments merged as they pile up.
+
+Memory tables keep no statistics, so every query would scan every stored row. A
+segment therefore stops growing at about 130,000 rows and remembers the range of
+its timestamp columns; each query is planned first over empty stand-ins, and only
+the segments that meet the time ranges its plan filters on are handed to it (see
+`sandbox.pruning`). Stored in `created_at` order, as generated data is, a query
+on an hour of a day reads an hour's segments.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ from datetime import datetime
 
 import datafusion
 import pyarrow as pa
+import pyarrow.compute as pc
 from datafusion import DataFrame, Expr, SessionConfig, SessionContext, SQLOptions, col
 from datafusion import functions as f
 from datafusion.catalog import Table
 from datafusion.record_batch import RecordBatchStream
 
-from sandbox import functions, schema
+from sandbox import functions, pruning, schema
 from sandbox.clock import Clock
 from sandbox.store import Store, stored_schema
 
@@ -38,6 +46,12 @@ logger = logging.getLogger(__name__)
 
 _SLICE_ROWS = 65_536
 """Stored batches longer than this reach DataFusion in slices of this many rows."""
+
+_SEGMENT_SLICES = 2
+"""Segments stop growing at this many slices, so that queries can skip most."""
+
+_PROBE_PREFIX = "__sandbox_probe_"
+"""The names of the empty stand-ins a query is first planned over."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +103,36 @@ def _engine_errors() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class _Segment:
-    """A run of a table's stored batches, handed to DataFusion as one table."""
+    """A run of a table's stored batches, handed to DataFusion as one table.
+
+    `ranges` holds the least and greatest microseconds of each prunable
+    column's non-null values.
+    """
 
     batches: tuple[pa.RecordBatch, ...]
     table: Table
     slice_count: int
+    ranges: dict[str, pruning.Bounds]
+
+
+def _prunable(table_name: str) -> tuple[str, ...]:
+    """The timestamp columns whose ranges a segment remembers."""
+    return ("created_at", schema.BOUND_COLUMN[table_name], schema.VISIBLE_AT)
+
+
+def _ranges(
+    table_name: str, batches: Sequence[pa.RecordBatch]
+) -> dict[str, pruning.Bounds]:
+    ranges: dict[str, pruning.Bounds] = {}
+    for name in _prunable(table_name):
+        lows, highs = [], []
+        for batch in batches:
+            bounds = pc.min_max(batch.column(name))
+            if bounds["min"].is_valid:
+                lows.append(bounds["min"].value)
+                highs.append(bounds["max"].value)
+        ranges[name] = (min(lows), max(highs)) if lows else (None, None)
+    return ranges
 
 
 def _slices(batch: pa.RecordBatch) -> list[pa.RecordBatch]:
@@ -109,7 +148,27 @@ def _memory_table(table_name: str, batches: Sequence[pa.RecordBatch]) -> _Segmen
     context = SessionContext()
     context.register_record_batches("segment", [slices or [empty]])
     table = context.table_provider("segment")
-    return _Segment(tuple(batches), table, len(slices))
+    ranges = _ranges(table_name, batches)
+    return _Segment(tuple(batches), table, len(slices), ranges)
+
+
+def _slice_count(batch: pa.RecordBatch) -> int:
+    rows = int(batch.num_rows)
+    return max(1, -(-rows // _SLICE_ROWS))
+
+
+def _groups(batches: Sequence[pa.RecordBatch]) -> list[list[pa.RecordBatch]]:
+    """`batches` in runs of at most `_SEGMENT_SLICES` slices, unless one is more."""
+    groups: list[list[pa.RecordBatch]] = []
+    size = 0
+    for batch in batches:
+        count = _slice_count(batch)
+        if not groups or size + count > _SEGMENT_SLICES:
+            groups.append([])
+            size = 0
+        groups[-1].append(batch)
+        size += count
+    return groups
 
 
 class _TableCache:
@@ -121,16 +180,21 @@ class _TableCache:
         self._segments: list[_Segment] = []
         self._empty = _memory_table(table_name, [])
 
-    def tables(self, batches: Sequence[pa.RecordBatch]) -> list[Table]:
-        """DataFusion tables holding exactly `batches`, in order."""
+    @property
+    def empty(self) -> _Segment:
+        """A segment with no rows, of the table's schema."""
+        return self._empty
+
+    def segments(self, batches: Sequence[pa.RecordBatch]) -> list[_Segment]:
+        """Segments holding exactly `batches`, in order; none for no batches."""
         with self._lock:
             segments = self._kept(batches)
             covered = sum(len(segment.batches) for segment in segments)
-            if covered < len(batches):
-                segments.append(_memory_table(self._table_name, batches[covered:]))
-            self._segments = self._merged(segments)
-            tables = [segment.table for segment in self._segments]
-        return tables or [self._empty.table]
+            for group in _groups(batches[covered:]):
+                segments.append(_memory_table(self._table_name, group))
+                segments = self._merged(segments)
+            self._segments = segments
+            return list(segments)
 
     def _kept(self, batches: Sequence[pa.RecordBatch]) -> list[_Segment]:
         """The cached segments that still match the start of `batches`."""
@@ -151,12 +215,15 @@ class _TableCache:
     def _merged(self, segments: list[_Segment]) -> list[_Segment]:
         """Merge trailing segments until each is smaller than the one before.
 
-        Like a binary counter, this keeps the number of segments logarithmic in
-        the number of batches, and each batch is handed over again only a
-        logarithmic number of times.
+        Like a binary counter, this keeps the number of small segments
+        logarithmic in the number of batches, and each batch is handed over
+        again only a logarithmic number of times. Segments stop merging at
+        `_SEGMENT_SLICES` slices, so that queries can leave most of them out.
         """
         while (
-            len(segments) >= 2 and segments[-1].slice_count >= segments[-2].slice_count
+            len(segments) >= 2
+            and segments[-1].slice_count >= segments[-2].slice_count
+            and segments[-1].slice_count + segments[-2].slice_count <= _SEGMENT_SLICES
         ):
             merged = segments[-2].batches + segments[-1].batches
             segments[-2:] = [_memory_table(self._table_name, merged)]
@@ -166,6 +233,15 @@ class _TableCache:
                 self._table_name,
             )
         return segments
+
+
+def _needed(
+    segments: list[_Segment], scans: list[pruning.ScanRanges] | None
+) -> list[_Segment]:
+    """The segments that can hold rows the scans read; all without scans."""
+    if scans is None:
+        return segments
+    return [segment for segment in segments if pruning.needed(segment.ranges, scans)]
 
 
 def _timestamp(value: datetime) -> Expr:
@@ -275,6 +351,15 @@ class QueryEngine:
         """
         now = self._clock.now()
         context = self._session(request, now)
+        segments = {
+            name: self._caches[name].segments(self._store.snapshot(name))
+            for name in schema.TABLES
+        }
+        scans = self._probe(context, request, now)
+        for table_name in schema.TABLES:
+            kept = _needed(segments[table_name], scans.get(table_name))
+            view = self._view(context, table_name, kept, request, now)
+            context.register_view(table_name, view)
         frame = self._plan(context, request)
 
         with _engine_errors():
@@ -289,7 +374,7 @@ class QueryEngine:
         )
 
     def _session(self, request: QueryRequest, now: datetime) -> SessionContext:
-        """A session whose tables and clock are what the request may see."""
+        """A session with the request's time zone and the sandbox's functions."""
         config = SessionConfig().with_information_schema(True)
         # One partition: plans run as a single pipeline per request, so rows of a
         # query without ORDER BY come in stored order and requests in parallel
@@ -303,23 +388,56 @@ class QueryEngine:
 
         with _engine_errors():
             functions.register(context, now=now, time_zone=request.timezone)
-        for table_name in schema.TABLES:
-            context.register_view(
-                table_name, self._view(context, table_name, request, now)
-            )
         return context
+
+    def _probe(
+        self, context: SessionContext, request: QueryRequest, now: datetime
+    ) -> dict[str, list[pruning.ScanRanges]]:
+        """Plan the SQL over empty stand-ins; the time ranges each table is read in.
+
+        A query that fails to plan here fails again, with its error, when it is
+        planned over the real segments.
+        """
+        stand_ins = {}
+        for table_name in schema.TABLES:
+            probe = _PROBE_PREFIX + table_name
+            context.register_table(probe, self._caches[table_name].empty.table)
+            stand_in = context.table(probe)
+            view = self._filtered(stand_in, table_name, request, now)
+            context.register_view(table_name, view)
+            stand_ins[probe] = _prunable(table_name)
+        try:
+            frame = self._plan(context, request)
+            plan = frame.optimized_logical_plan()
+            found = pruning.scan_ranges(plan, plan.display_indent(), stand_ins)
+        except QueryFailed:
+            found = {}
+        for table_name in schema.TABLES:
+            context.deregister_table(table_name)
+            context.deregister_table(_PROBE_PREFIX + table_name)
+        return {probe[len(_PROBE_PREFIX) :]: ranges for probe, ranges in found.items()}
 
     def _view(
         self,
         context: SessionContext,
         table_name: str,
+        segments: Sequence[_Segment],
         request: QueryRequest,
         now: datetime,
     ) -> DataFrame:
         """A table as the request sees it: filtered, without `_visible_at`."""
-        tables = self._caches[table_name].tables(self._store.snapshot(table_name))
+        tables = [segment.table for segment in segments]
+        if not tables:
+            tables = [self._caches[table_name].empty.table]
         frames = [context.read_table(table) for table in tables]
-        frame = functools.reduce(DataFrame.union, frames)
+        return self._filtered(
+            functools.reduce(DataFrame.union, frames), table_name, request, now
+        )
+
+    def _filtered(
+        self, frame: DataFrame, table_name: str, request: QueryRequest, now: datetime
+    ) -> DataFrame:
+        """Stored rows as the request sees them: filtered, without `_visible_at`."""
         frame = frame.filter(_row_filter(table_name, request, now))
         return frame.select(*schema.TABLES[table_name].names)
 

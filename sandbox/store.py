@@ -15,6 +15,9 @@ from sandbox import schema
 
 logger = logging.getLogger(__name__)
 
+BATCH_ROWS = 65_536
+"""The most rows one stored batch holds, so the engine can skip parts of a table."""
+
 
 def stored_schema(table_name: str) -> pa.Schema:
     """The schema a table is stored with: its public columns and `_visible_at`."""
@@ -43,6 +46,11 @@ def conform(table_name: str, rows: pa.Table) -> pa.Table:
     for field in target:
         columns.append(_conform_column(table_name, field, rows))
     return pa.Table.from_arrays(columns, schema=target)
+
+
+def _batches(rows: pa.Table) -> list[pa.RecordBatch]:
+    """`rows` as zero-copy batches of at most `BATCH_ROWS` rows each."""
+    return rows.to_batches(max_chunksize=BATCH_ROWS)
 
 
 def _conform_column(table_name: str, field: pa.Field, rows: pa.Table) -> pa.Array:
@@ -80,8 +88,8 @@ class Store:
     def __init__(self, records: pa.Table, metrics: pa.Table) -> None:
         self._lock = threading.Lock()
         self._batches: dict[str, list[pa.RecordBatch]] = {
-            "records": conform("records", records).to_batches(),
-            "metrics": conform("metrics", metrics).to_batches(),
+            "records": _batches(conform("records", records)),
+            "metrics": _batches(conform("metrics", metrics)),
         }
 
     @classmethod
@@ -123,7 +131,7 @@ class Store:
 
     def append(self, table_name: str, rows: pa.Table) -> None:
         """Add rows to a table."""
-        batches = conform(table_name, rows).to_batches()
+        batches = _batches(conform(table_name, rows))
         with self._lock:
             self._batches[table_name] = [*self._batches[table_name], *batches]
 
