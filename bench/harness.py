@@ -64,7 +64,7 @@ class Plan:
     concurrencies: tuple[int, ...] = (1, 2, 4)
     fetch_concurrencies: tuple[int, ...] = (1,)
     latencies: tuple[float, ...] = (0.0, 0.05)
-    baseline_rows: int = 20_000
+    baseline_rows: int = 10_000
     scaling_rows: tuple[int, ...] = (200_000, 1_000_000)
     seed: int = 1
     workdir: Path = Path("bench/.work")
@@ -185,7 +185,9 @@ def _specs(
                 "matrix",
             )
 
-    if table == "records" and latency == 0 and "duckdb" in plan.destinations:
+    if table != "records" or latency != 0:
+        return
+    for destination in plan.destinations:
         for rows in plan.scaling_rows:
             if rows not in data.records_cut:
                 continue
@@ -193,7 +195,7 @@ def _specs(
                 replace(
                     base,
                     kind="connector",
-                    destination="duckdb",
+                    destination=destination,
                     chunk_seconds=data.records_cut[rows],
                     max_chunks=1,
                 ),

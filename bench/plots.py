@@ -56,24 +56,31 @@ def _concurrency_plot(runs: list[Row], path: Path) -> Path:
 def _memory_plot(runs: list[Row], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    points = [
-        (run["rows"], run["peak_rss_bytes"] / 2**20)
-        for run in runs
-        if run["contender"] == "connector"
-        and run["table"] == "records"
-        and run["destination"] == "duckdb"
-        and run["concurrency"] == 1
-        and run["latency_ms"] == 0
-    ]
-    points.sort()
     figure, axes = plt.subplots(figsize=(8, 5))
-    axes.plot([r for r, _ in points], [m for _, m in points], marker="o")
-    axes.set_xlabel("rows synced (records -> duckdb, concurrency 1)")
+    for destination in sorted({run["destination"] for run in runs}):
+        points = sorted(
+            (run["rows"], run["peak_rss_bytes"] / 2**20)
+            for run in runs
+            if run["contender"] == "connector"
+            and run["table"] == "records"
+            and run["destination"] == destination
+            and run["concurrency"] == 1
+            and run["latency_ms"] == 0
+        )
+        if points:
+            axes.plot(
+                [r for r, _ in points],
+                [m for _, m in points],
+                marker="o",
+                label=f"records -> {destination}",
+            )
+    axes.set_xlabel("rows synced (concurrency 1, no added latency)")
     axes.set_ylabel("peak resident memory, MiB")
     axes.set_title("The connector's peak memory against rows")
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

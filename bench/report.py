@@ -120,29 +120,34 @@ def _concurrency_gain(runs: list[Row]) -> Iterator[Goal]:
 
 
 def _flat_memory(runs: list[Row]) -> Iterator[Goal]:
-    full = find(
-        runs,
-        contender="connector",
-        table="records",
-        destination="duckdb",
-        concurrency=1,
-        latency_ms=0.0,
-    )
-    small = [run for run in runs if run["purpose"].startswith("scaling-")]
-    small.sort(key=lambda run: run["rows"])
-    if full is None or not small:
-        return
-    least = small[0]
-    ratio = full["peak_rss_bytes"] / least["peak_rss_bytes"]
-    yield Goal(
-        "peak memory of the full sync <= 1.3x a small one's",
-        f"records -> duckdb, {full['rows']:,} vs {least['rows']:,} rows",
-        ratio,
-        1.3,
-        ratio <= 1.3,
-        f"{full['peak_rss_bytes'] / 2**20:,.0f} vs "
-        f"{least['peak_rss_bytes'] / 2**20:,.0f} MiB",
-    )
+    for destination in sorted({run["destination"] for run in runs}):
+        full = find(
+            runs,
+            contender="connector",
+            table="records",
+            destination=destination,
+            concurrency=1,
+            latency_ms=0.0,
+        )
+        small = [
+            run
+            for run in runs
+            if run["purpose"].startswith("scaling-")
+            and run["destination"] == destination
+        ]
+        if full is None or not small:
+            continue
+        least = min(small, key=lambda run: run["rows"])
+        ratio = full["peak_rss_bytes"] / least["peak_rss_bytes"]
+        yield Goal(
+            "peak memory of the full sync <= 1.3x a small one's",
+            f"records -> {destination}, {full['rows']:,} vs {least['rows']:,} rows",
+            ratio,
+            1.3,
+            ratio <= 1.3,
+            f"{full['peak_rss_bytes'] / 2**20:,.0f} vs "
+            f"{least['peak_rss_bytes'] / 2**20:,.0f} MiB",
+        )
 
 
 def _request_count(runs: list[Row]) -> Iterator[Goal]:
