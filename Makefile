@@ -2,6 +2,10 @@
 # works on a fresh machine with nothing but Python and pip.
 
 PYTHON ?= python3
+
+# dlt reports anonymous usage over the internet by default; the demo, the tests
+# and the benchmarks only ever talk to a local sandbox.
+export RUNTIME__DLTHUB_TELEMETRY ?= false
 UV ?= $(PYTHON) -m uv
 
 .PHONY: setup demo test lint typecheck pytest bench clean

@@ -14,6 +14,9 @@ from sandbox.server import SandboxServer
 # Airflow's variables as well, which is slow and replaces logging handlers. No
 # test keeps its configuration in Airflow.
 os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
+# dlt reports anonymous usage over the internet unless told not to; tests talk to
+# loopback only.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 SESSION_RECORDS = 30_000
 SESSION_METRICS = 5_000
