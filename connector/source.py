@@ -927,6 +927,28 @@ def _planner(
     )
 
 
+def _regrouped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The batches as tables of about `rows` rows each, without copying.
+
+    The service streams a page in batches of a few thousand rows; dlt spends
+    as much on each item it is handed whatever its size (schema checks, one
+    Parquet row group), so it gets a page's worth at a time.
+    """
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if held and not batch.schema.equals(held[0].schema):
+            yield pa.Table.from_batches(held)
+            held, count = [], 0
+        held.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(held)
+            held, count = [], 0
+    if held:
+        yield pa.Table.from_batches(held)
+
+
 def _read_planned(
     client: LogfireClient,
     planner: WindowPlanner,
@@ -947,8 +969,9 @@ def _read_planned(
             stats=stats,
             verify_counts=settings.verify_counts,
         )
-        for batch in pages:
-            yield prepare_batch(batch)
+        yield from _regrouped(
+            (prepare_batch(batch) for batch in pages), settings.page_size
+        )
 
     rows = 0
     for window, batch in read_windows(planner, read, concurrency=settings.concurrency):
