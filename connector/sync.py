@@ -342,6 +342,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
     that package and return, so the chunk loop would stop at once. Loading it
     here first lets the sync go on from where the package left the state.
     """
+    _drop_normalized_leftovers(pipeline)
     if not pipeline.has_pending_data:
         return
     logger.info(
@@ -350,6 +351,35 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.pipeline_name,
     )
     _run_chunk(pipeline, None)
+
+
+def _drop_normalized_leftovers(pipeline: dlt.Pipeline) -> None:
+    """Delete what is left of extracted packages that were already normalized.
+
+    dlt normalizes an extracted package into a load package, commits that, and
+    then deletes the extracted one. A run killed during the deletion leaves part
+    of it behind, and every later run fails on its missing files. Its rows are
+    safe in the load package, so the leftover can go.
+    """
+    done = {
+        *pipeline.list_normalized_load_packages(),
+        *pipeline.list_completed_load_packages(),
+    }
+    leftovers = [
+        load_id
+        for load_id in pipeline.list_extracted_load_packages()
+        if load_id in done
+    ]
+    for load_id in leftovers:
+        logger.warning(
+            "Deleting the rest of the extracted package %s of the pipeline %s: "
+            "an interrupted run had normalized it already.",
+            load_id,
+            pipeline.pipeline_name,
+        )
+        # dlt has no public call for this; its own storage deletes the folder.
+        storage = pipeline._get_normalize_storage()
+        storage.extracted_packages.delete_package(load_id, not_exists_ok=True)
 
 
 def _append_where_empty(pipeline: dlt.Pipeline, source: DltSource) -> None:
