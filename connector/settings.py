@@ -221,7 +221,11 @@ def parse_duration(value: object, option: str) -> timedelta:
 
 
 def parse_instant(value: object, option: str) -> datetime:
-    """An instant option as an aware UTC datetime.
+    """An instant option as a plain `datetime` in `datetime.UTC`.
+
+    Subclasses such as pendulum's (what Airflow passes) come back as plain
+    datetimes: pendulum 3 drops a `datetime.UTC` time zone on the first
+    arithmetic, which would leave the sync with naive instants.
 
     Raises:
         ConfigurationError: If `value` is not a datetime or ISO 8601 text, or
@@ -249,7 +253,8 @@ def parse_instant(value: object, option: str) -> datetime:
             "it means is unclear. Add an offset, such as "
             f"'{parsed.isoformat()}Z' for UTC."
         )
-    return parsed.astimezone(UTC)
+    moment = parsed.astimezone(UTC)
+    return datetime.combine(moment.date(), moment.time(), UTC)
 
 
 def _duration_text(text: str, option: str) -> float:

@@ -35,13 +35,13 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.exceptions import AirflowSkipException
-from logfire_settings import SyncSettings, drop_staging
+from logfire_settings import AirflowSettings, drop_staging
 
 from connector.sync import run_backfill
 
 logger = logging.getLogger(__name__)
 
-settings = SyncSettings.from_env()
+settings = AirflowSettings.from_env()
 first_day = settings.backfill_start
 
 
@@ -72,13 +72,7 @@ def backfill_window() -> dict[str, Any]:
 
 
 def _window(context: Context) -> tuple[datetime, datetime]:
-    """The run's data interval, as plain UTC datetimes; scheduled runs skip.
-
-    Airflow's instants are pendulum's. The connector would turn them into
-    pendulum instants in ``datetime.timezone.utc``, which lose their time zone
-    when a timedelta is added (pendulum 3), and the sync would fail with "has
-    no time zone"; plain datetimes do not.
-    """
+    """The run's data interval; scheduled runs skip."""
     if context["dag_run"].run_type == "scheduled":
         raise AirflowSkipException(
             "Scheduled runs of logfire_backfill read nothing; start a backfill "
@@ -87,10 +81,7 @@ def _window(context: Context) -> tuple[datetime, datetime]:
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None or not start < end:
         raise AirflowSkipException(f"The data interval {start} to {end} is empty.")
-    return (
-        datetime.fromtimestamp(start.timestamp(), UTC),
-        datetime.fromtimestamp(end.timestamp(), UTC),
-    )
+    return start, end
 
 
 with DAG(

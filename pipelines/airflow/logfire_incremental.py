@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG
 from dlt.helpers.airflow_helper import PipelineTasksGroup
-from logfire_settings import SyncSettings
+from logfire_settings import AirflowSettings
 
-settings = SyncSettings.from_env()
+settings = AirflowSettings.from_env()
 
 with DAG(
     dag_id="logfire_incremental",

@@ -2,7 +2,7 @@
 
 Load them with ``dagster dev -m pipelines.dagster.definitions`` (or ``-f
 pipelines/dagster/definitions.py``) from the repository's root; the settings
-come from the environment, see :mod:`pipelines.dagster.settings`.
+come from the environment, see :mod:`connector.orchestration`.
 
 Two sets of assets, both built with dagster-dlt, load the same tables:
 
@@ -59,7 +59,7 @@ from dlt import Pipeline
 from dlt.extract import DltSource
 
 from connector import TableSynced, WindowLoaded
-from pipelines.dagster.settings import SyncSettings, drop_staging
+from connector.orchestration import SyncSettings, drop_staging
 
 __all__ = ["POOL", "build_definitions", "defs"]
 

@@ -45,8 +45,8 @@ class Loads:
 
 @pytest.fixture(scope="module")
 def definitions(warehouse: Any) -> Definitions:
+    from connector.orchestration import SyncSettings
     from pipelines.dagster.definitions import build_definitions
-    from pipelines.dagster.settings import SyncSettings
 
     return build_definitions(SyncSettings.from_env())
 

@@ -1,4 +1,8 @@
-"""Where the Dagster assets read from and load to, from the environment.
+"""Running the sync as partitioned tasks of an orchestrator.
+
+The Dagster and Airflow examples under ``pipelines/`` share what is here: where
+the sync reads from and loads to, an incremental pipeline, and a pipeline of
+its own for each backfill window.
 
 =============================  ===============================================
 ``LOGFIRE_READ_TOKEN``         the read token [dlt's secrets:
@@ -8,7 +12,7 @@
 ``LOGFIRE_DATASET``            the dataset every pipeline loads [logfire]
 ``LOGFIRE_PIPELINE``           the incremental pipeline's name [logfire_sync,
                                as for ``logfire-sync run``]
-``LOGFIRE_BACKFILL_START``     the first daily partition [30 days ago]
+``LOGFIRE_BACKFILL_START``     the first day a backfill covers [30 days ago]
 =============================  ===============================================
 
 The destination's credentials come from dlt's own configuration, such as
@@ -33,29 +37,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
-from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.common.destination.exceptions import (
+    SqlClientNotAvailable,
+    UnknownDestinationModule,
+)
 from dlt.extract import DltSource
 
-from connector import ConfigurationError, logfire_source
+from connector.errors import ConfigurationError
+from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, _duckdb_configured
+from connector.source import logfire_source
 
-__all__ = ["SyncSettings", "drop_staging", "partition_suffix"]
+__all__ = ["DEFAULT_DUCKDB", "SyncSettings", "drop_staging", "partition_suffix"]
 
 logger = logging.getLogger(__name__)
 
-# Not logfire.duckdb: DuckDB names the catalog after the file, and a catalog
-# named like the dataset makes dlt's queries ambiguous.
-DEFAULT_DUCKDB: Final = Path("state") / "logfire_sync.duckdb"
-RETENTION: Final = timedelta(days=30)
+DEFAULT_DUCKDB: Final = DEFAULT_STATE_DIR / "logfire_sync.duckdb"
+"""The DuckDB file every pipeline loads when dlt's configuration names none."""
+
+_RETENTION: Final = timedelta(days=30)
+_CLI_DEFAULTS: Final = PipelineOptions()
 
 
 @dataclass(frozen=True)
 class SyncSettings:
-    """The settings every asset shares.
+    """The settings every orchestrated task shares.
 
     Attributes:
         read_token: The read token; None leaves it to dlt's secrets.
@@ -64,22 +74,22 @@ class SyncSettings:
         dataset: The dataset all pipelines load into.
         pipeline: The incremental pipeline's name; backfill windows add
             a suffix to it.
-        backfill_start: The first day the daily partitions cover.
+        backfill_start: The first day a backfill covers.
         duckdb_path: The DuckDB file when dlt's configuration names none.
     """
 
     read_token: str | None = field(default=None, repr=False)
     base_url: str | None = None
-    destination: str = "duckdb"
-    dataset: str = "logfire"
-    pipeline: str = "logfire_sync"
+    destination: str = _CLI_DEFAULTS.destination
+    dataset: str = _CLI_DEFAULTS.dataset
+    pipeline: str = _CLI_DEFAULTS.name
     backfill_start: date = field(
-        default_factory=lambda: (datetime.now(UTC) - RETENTION).date()
+        default_factory=lambda: (datetime.now(UTC) - _RETENTION).date()
     )
     duckdb_path: Path = field(default_factory=DEFAULT_DUCKDB.absolute)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SyncSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """The settings from ``LOGFIRE_*`` variables, with defaults for the rest."""
         env = os.environ if environ is None else environ
         defaults = cls()
@@ -146,15 +156,32 @@ class SyncSettings:
         if staging is not None:
             options["staging_dataset_name_layout"] = staging
         if self.destination == "duckdb" and not _duckdb_configured():
-            self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-            options["credentials"] = str(self.duckdb_path)
-        destination = Destination.from_reference(self.destination, **options)
+            options["credentials"] = str(self._duckdb_file())
+
+        try:
+            destination = Destination.from_reference(self.destination, **options)
+        except UnknownDestinationModule:
+            destination = None
         if destination is None:
             raise ConfigurationError(
                 f"LOGFIRE_DESTINATION = {self.destination!r} names no destination. "
                 "Give a dlt destination such as 'duckdb' or 'bigquery'."
             )
         return destination
+
+    def _duckdb_file(self) -> Path:
+        """The default DuckDB file, its folder made, if it cannot clash."""
+        if self.dataset == self.duckdb_path.stem:
+            # DuckDB names the catalog after the file, and a catalog and a schema
+            # of the same name make every unqualified table reference ambiguous.
+            raise ConfigurationError(
+                f"LOGFIRE_DATASET = {self.dataset!r} would clash with the DuckDB "
+                f"file {self.duckdb_path.name}, which has the same name. Choose "
+                "another LOGFIRE_DATASET, or another file in "
+                "DESTINATION__DUCKDB__CREDENTIALS."
+            )
+        self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        return self.duckdb_path
 
 
 def partition_suffix(start: datetime, end: datetime) -> str:
@@ -183,14 +210,6 @@ def drop_staging(pipeline: dlt.Pipeline) -> None:
         if client.has_dataset():
             client.drop_dataset()
             logger.info("Dropped the staging dataset %s.", client.dataset_name)
-
-
-def _duckdb_configured() -> bool:
-    """Whether dlt's configuration names a DuckDB database already."""
-    if os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
-        return True
-    key = "destination.duckdb.credentials"
-    return bool(dlt.secrets.get(key) or dlt.config.get(key))
 
 
 def _day(text: str) -> date:
