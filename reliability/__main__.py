@@ -75,14 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--fault-rate", type=float, default=0.2)
     soak.add_argument("--records-per-hour", type=int, default=6_000)
     soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument(
+        "--live-feed",
+        action="store_true",
+        help="store the traffic from the live feed's thread as the clock runs",
+    )
     soak.set_defaults(command=_soak)
 
     load = commands.add_parser(
         "load", help="4 windows in flight, a query cap and a request budget"
     )
-    load.add_argument(
-        "--budget", type=int, default=100, help="requests per minute (100)"
-    )
+    load.add_argument("--budget", type=int, default=40, help="requests per minute (40)")
     load.add_argument("--records", type=int, default=20_000)
     load.add_argument("--max-concurrent", type=int, default=2)
     load.set_defaults(command=_load)
@@ -133,6 +136,7 @@ def _soak(args: argparse.Namespace, workdir: Path) -> bool:
         records_per_hour=args.records_per_hour,
         metrics_per_hour=args.records_per_hour // 4,
         seed=args.seed,
+        live_feed=args.live_feed,
     )
     result = run_soak(options, workdir)
     faults = sum(result.faults.values())

@@ -58,7 +58,7 @@ class LoadOptions:
         seed: Makes the data and the holds repeatable.
     """
 
-    budget: int = 100
+    budget: int = 40
     period: float = 60.0
     concurrency: int = 4
     max_concurrent_queries: int = 2

@@ -1,19 +1,25 @@
 """A simulated day of live traffic, with faults, synced every few minutes.
 
-The sandbox's clock runs hundreds of times faster than real time while a live
-feed keeps storing telemetry, late spans included, as Logfire would. Faults are
+The sandbox's clock runs hundreds of times faster than real time while
+telemetry keeps arriving, late spans included, as Logfire stores it: a row
+shows in queries only from its `_visible_at`, within five minutes after its
+`created_at`, and long spans are stored hours after they began. Faults are
 injected into a share of the queries all along. The sync runs again every few
-simulated minutes, into one DuckDB destination. At the end the feed stops, the
-clock jumps a day on, so that every stored row has settled, and a last sync
-runs; the destination must then hold exactly the rows the sandbox stores
-before the last sync's horizon.
+simulated minutes, into one DuckDB destination. At the end the clock jumps a
+day on, so that every stored row has settled, and a last sync runs; the
+destination must then hold exactly the rows the sandbox stores before the last
+sync's horizon.
 
-The feed is a thread of this process. A feed that falls behind the fast clock
-would store rows whose `created_at` the sync has already passed, which Logfire
-never does, so the soak measures how far behind it fell, and fails with its own
-error if that was past the settle time: the machine was too busy to soak at
-that speed. Retry waits are cut short (see :mod:`reliability.retries`), as a
-second of real time is minutes on the sandbox's clock.
+By default the day's telemetry is generated before the clock starts and
+revealed by the clock alone, so a busy machine cannot change what arrives
+when. With `live_feed`, the sandbox's live feed stores it instead, a minute's
+worth at a time in a thread of this process. A feed that falls behind the fast
+clock stores rows whose `created_at` the sync has already passed, which
+Logfire never does, so the soak measures how far behind it fell and fails with
+its own error past the settle time: the machine was too busy for that speed.
+
+Retry waits are cut short (see :mod:`reliability.retries`), as a second of
+real time is minutes on the sandbox's clock.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class SoakOptions:
         seed: Makes the data and the faults repeatable.
         page_size: Rows per request.
         concurrency: Windows in flight.
+        live_feed: Store the traffic from the live feed's thread as the
+            clock runs, rather than generate it first.
     """
 
     hours: float = 24.0
@@ -77,6 +85,7 @@ class SoakOptions:
     seed: int = 0
     page_size: int = 1_000
     concurrency: int = 2
+    live_feed: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,11 +165,13 @@ def run_soak(
 ) -> SoakResult:
     """Run the soak in `workdir` and compare the destination at the end."""
     started = time.monotonic()
-    history = _history(options)
-    # The clock starts once the history is made: at hundreds of times real
-    # time, generating it would cost a simulated hour.
+    records, metrics = _history(options)
+    if not options.live_feed:
+        records, metrics = _with_traffic(records, metrics, options)
+    # The clock starts once the rows are made: at hundreds of times real
+    # time, generating them would cost simulated hours.
     clock = Clock(start=START, speed=options.speed)
-    store = _TimedStore(*history, clock)
+    store = _TimedStore(records, metrics, clock)
     plan = FaultPlan(
         options.fault_rate,
         ALL_KINDS,
@@ -177,22 +188,19 @@ def run_soak(
     )
 
     with SandboxServer(store, clock=clock, faults=plan, batch_rows=250) as server:
-        feed = LiveFeed(
-            store,
-            clock,
-            seed=options.seed,
-            records_per_hour=options.records_per_hour,
-            metrics_per_hour=options.metrics_per_hour,
-        )
+        feed = _live_feed(store, clock, options) if options.live_feed else None
         sync_options = _sync_options(server, options)
         with short_retry_waits():
-            feed.start()
-            fed_from = clock.now()
+            if feed is not None:
+                feed.start()
+            began = clock.now()
+            end = (began if feed else START) + timedelta(hours=options.hours)
             try:
-                tally = _sync_while_live(pipeline, sync_options, clock, options, say)
+                tally = _sync_until(end, pipeline, sync_options, clock, options, say)
             finally:
-                feed.stop()
-            simulated = clock.now() - fed_from
+                if feed is not None:
+                    feed.stop()
+            simulated = clock.now() - (began if feed else START)
 
             clock.advance(_SETTLED_AFTER)
             final = _final_sync(pipeline, sync_options, say)
@@ -236,6 +244,40 @@ def _history(options: SoakOptions) -> tuple[pa.Table, pa.Table]:
     )
 
 
+def _with_traffic(
+    records: pa.Table, metrics: pa.Table, options: SoakOptions
+) -> tuple[pa.Table, pa.Table]:
+    """The history and the soak's whole day of traffic, which the clock reveals."""
+    end = START + timedelta(hours=options.hours)
+    traffic = Store.generated(
+        seed=options.seed,
+        records=round(options.records_per_hour * options.hours),
+        metrics=round(options.metrics_per_hour * options.hours),
+        hours=options.hours,
+        end=end,
+    )
+    return (
+        pa.concat_tables([records, *_tables(traffic, "records")]),
+        pa.concat_tables([metrics, *_tables(traffic, "metrics")]),
+    )
+
+
+def _tables(store: Store, table: str) -> list[pa.Table]:
+    """A table of a store, as it is stored, in a list to concatenate."""
+    return [pa.Table.from_batches(store.snapshot(table))]
+
+
+def _live_feed(store: Store, clock: Clock, options: SoakOptions) -> LiveFeed:
+    """The sandbox's live feed, storing the traffic as the clock runs."""
+    return LiveFeed(
+        store,
+        clock,
+        seed=options.seed,
+        records_per_hour=options.records_per_hour,
+        metrics_per_hour=options.metrics_per_hour,
+    )
+
+
 def _sync_options(server: SandboxServer, options: SoakOptions) -> dict[str, Any]:
     """The source options of every sync of the soak."""
     first = START - timedelta(hours=options.history_hours + 1)
@@ -248,15 +290,15 @@ def _sync_options(server: SandboxServer, options: SoakOptions) -> dict[str, Any]
     }
 
 
-def _sync_while_live(
+def _sync_until(
+    end: datetime,
     pipeline: dlt.Pipeline,
     sync_options: dict[str, Any],
     clock: Clock,
     options: SoakOptions,
     say: Callable[[str], None],
 ) -> _Tally:
-    """Sync every `options.every` of simulated time until the day is over."""
-    end = clock.now() + timedelta(hours=options.hours)
+    """Sync every `options.every` of simulated time until the clock reads `end`."""
     tally = _Tally()
     next_sync = clock.now()
     reported = clock.now()
