@@ -93,7 +93,9 @@ def _pipeline(spec: Spec, name: str) -> Any:
     if spec.destination == "duckdb":
         destination = dlt.destinations.duckdb(str(workdir / "bench.duckdb"))
     else:
-        destination = dlt.destinations.filesystem((workdir / "files").as_uri())
+        destination = dlt.destinations.filesystem(
+            (workdir / "files").resolve().as_uri()
+        )
     return dlt.pipeline(
         pipeline_name=name,
         destination=destination,
