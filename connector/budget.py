@@ -6,6 +6,11 @@ requests in one place. :class:`RequestBudget` is a sliding window: no span of
 `period` seconds holds more than `limit` requests. A request that would pass
 the budget waits for its turn before it is sent, retries included.
 
+The service counts requests when they arrive, a little after they were sent
+and not always equally late, so the budget spaces them by a small margin more
+than the period: a request waits until `period + margin` after the one `limit`
+requests before it.
+
 :func:`shared_budget` hands every client of the same service and token, in one
 process, the same budget, so that it outlives one client and one chunk.
 """
@@ -28,6 +33,9 @@ logger = logging.getLogger(__name__)
 PERIOD_SECONDS = 60.0
 """What the per-minute option counts over; only tests make it shorter."""
 
+_SMALLEST_MARGIN = 0.25
+_MARGIN_SHARE = 0.01
+
 _SHARED: dict[tuple[str, str, int, float], RequestBudget] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -38,6 +46,8 @@ class RequestBudget:
     Args:
         limit: Requests allowed in one period.
         period: The length of the sliding window, in seconds.
+        margin: Seconds added to the period between a request and the one
+            `limit` requests later [a hundredth of the period, at least 0.25].
         clock: Monotonic seconds; tests pass a fake one.
         sleep: Waits a number of seconds; tests pass one that moves the clock.
     """
@@ -47,6 +57,7 @@ class RequestBudget:
         limit: int,
         period: float = PERIOD_SECONDS,
         *,
+        margin: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -58,8 +69,15 @@ class RequestBudget:
             raise ConfigurationError(
                 f"A request budget needs a positive period, not {period!r}."
             )
+        if margin is None:
+            margin = max(_SMALLEST_MARGIN, period * _MARGIN_SHARE)
+        if margin < 0:
+            raise ConfigurationError(
+                f"A request budget's margin must not be negative, not {margin!r}."
+            )
         self.limit = limit
         self.period = period
+        self.margin = margin
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -79,7 +97,7 @@ class RequestBudget:
             now = self._clock()
             slot = now
             if len(self._slots) >= self.limit:
-                slot = max(now, self._slots.popleft() + self.period)
+                slot = max(now, self._slots.popleft() + self.period + self.margin)
             self._slots.append(slot)
 
         waited = slot - now

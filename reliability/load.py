@@ -35,9 +35,6 @@ __all__ = ["LoadOptions", "LoadResult", "most_in_any_window", "run_load"]
 
 TABLE_NAMES: Final[tuple[TableName, ...]] = ("records", "metrics")
 SERVICE_PATHS: Final = frozenset({"/v2/query", "/v1/read-token-info"})
-NETWORK_SLACK: Final = 0.05
-"""Seconds by which two requests' trips may differ, so that a later one may
-arrive a little sooner after an earlier one than it was sent."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +182,7 @@ def run_load(
     result = LoadResult(
         requests=len(arrivals),
         refused=counters["requests"]["by_status"].get("429", 0),
-        most_in_window=most_in_any_window(arrivals, options.period - NETWORK_SLACK),
+        most_in_window=most_in_any_window(arrivals, options.period),
         options=options,
         comparisons=comparisons,
         seconds=seconds,
