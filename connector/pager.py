@@ -439,17 +439,19 @@ class _Pager:
 
         Rows at or after the page's last key were never passed on by an
         earlier page, so they must be exactly the run the page holds back (for
-        an `=` re-read, the whole page; for an empty page, nothing).
+        an `=` re-read, the whole page; for an empty page, nothing). The count
+        has retries of its own, so that a failed count does not cost the page.
 
         Raises:
-            IncompleteResponseError: If the service counts more rows.
+            IncompleteResponseError: If the service counts other than the page
+                had, or the count's own retries run out.
         """
         cursor, received = page.cursor, page.rows
         if page.last_key is not None and (cursor is None or cursor.op != "="):
             cursor = Cursor(">=", page.last_key)
             received = sum(batch.num_rows for batch in page.held)
 
-        counted = self._count(cursor)
+        counted: int = self._reader.retrying()(self._count, cursor)
         if counted != received:
             raise IncompleteResponseError(
                 f"A page of {self._query.label} in the window {self._query.window} "
