@@ -421,7 +421,12 @@ def _holds_no_rows(pipeline: dlt.Pipeline, schema_name: str, table_name: str) ->
             return False
     try:
         # A schema not yet stored loads into the pipeline's own dataset.
-        with pipeline.sql_client(known_schema) as client:
+        client_context = (
+            pipeline.sql_client(known_schema)
+            if known_schema is not None
+            else pipeline.sql_client()
+        )
+        with client_context as client:
             name = client.make_qualified_table_name(table_name)
             rows = client.execute_sql(f"SELECT 1 FROM {name} LIMIT 1")
     except DatabaseUndefinedRelation:

@@ -50,7 +50,8 @@ def conform(table_name: str, rows: pa.Table) -> pa.Table:
 
 def _batches(rows: pa.Table) -> list[pa.RecordBatch]:
     """`rows` as zero-copy batches of at most `BATCH_ROWS` rows each."""
-    return rows.to_batches(max_chunksize=BATCH_ROWS)
+    batches: list[pa.RecordBatch] = rows.to_batches(max_chunksize=BATCH_ROWS)
+    return batches
 
 
 def _conform_column(table_name: str, field: pa.Field, rows: pa.Table) -> pa.Array:
