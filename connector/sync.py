@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import dlt
@@ -99,8 +100,11 @@ class SyncReport:
 
     @property
     def caught_up(self) -> bool:
-        """Whether every table has caught up (or the backfill is finished)."""
-        return all(table.caught_up for table in self.tables)
+        """Whether every table has caught up (or the backfill is finished).
+
+        A sync that read no table at all has not.
+        """
+        return bool(self.tables) and all(table.caught_up for table in self.tables)
 
     @property
     def rows_per_second(self) -> float:
@@ -343,6 +347,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
     here first lets the sync go on from where the package left the state.
     """
     _drop_normalized_leftovers(pipeline)
+    _abort_interrupted_load(pipeline)
     if not pipeline.has_pending_data:
         return
     logger.info(
@@ -351,6 +356,35 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.pipeline_name,
     )
     _run_chunk(pipeline, None)
+
+
+def _abort_interrupted_load(pipeline: dlt.Pipeline) -> None:
+    """Abort a package whose load was killed in the middle of a job.
+
+    dlt notes a job's outcome once the destination has committed it, and the
+    next load takes a noted job as done. A job killed before that note may
+    have committed its rows all the same, and dlt would run it again: into a
+    staging table it does not empty a second time, or straight into a table
+    loaded by append, so its rows would arrive twice. Aborting restores the
+    state from before the package, so its chunk is read again and merged over
+    whatever the first attempt left.
+    """
+    for load_id in pipeline.list_normalized_load_packages():
+        started = pipeline.get_load_package_info(load_id).jobs.get("started_jobs")
+        # dlt has no public call that lists the noted jobs; its storage does.
+        storage = pipeline._get_load_storage().normalized_packages
+        noted = set(storage.list_pending_transitions(load_id))
+        if all(Path(job.file_path).name in noted for job in started or ()):
+            continue
+        logger.warning(
+            "The load of package %s of the pipeline %s stopped in the middle of "
+            "a job; aborting it, so that its chunk is read again rather than "
+            "some of its rows loaded twice.",
+            load_id,
+            pipeline.pipeline_name,
+        )
+        pipeline.abort_packages()
+        return
 
 
 def _drop_normalized_leftovers(pipeline: dlt.Pipeline) -> None:

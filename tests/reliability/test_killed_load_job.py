@@ -1,0 +1,99 @@
+"""A run killed in the middle of a load job, at the two moments that matter.
+
+The child process syncs one chunk with dlt patched to exit, as SIGKILL would,
+the moment the `records` job has committed its rows to the destination:
+
+- before dlt notes that the job committed. The next load would run the job
+  again, into a staging table it does not empty a second time (a merge), or
+  into the table itself (an append into an empty table), so its rows would
+  arrive twice. The sync aborts such a package and reads its chunk again.
+- after dlt notes it, and before the job is moved to the completed ones. The
+  next load takes the job as done without running it again.
+
+Either way the next run, in a new process as after a crash, must end with
+every row exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from connector.pipeline import PipelineOptions, make_pipeline
+from connector.sync import run_sync
+from reliability.compare import compare, expected_rows, read_table
+from reliability.faultmatrix import NOW, SETTLE, fault_sandbox
+from reliability.processes import quiet_dlt_environment
+
+CHILD = """
+import os, sys
+from pathlib import Path
+from dlt.common.storages.load_package import PackageStorage
+from connector.pipeline import PipelineOptions, make_pipeline
+from connector.sync import run_sync
+
+moment, url, token, state_dir, start = sys.argv[1:]
+original = getattr(PackageStorage, moment)
+
+def die_once_records_committed(self, load_id, file_name, *args, **kwargs):
+    if file_name.startswith("records."):
+        os._exit(9)
+    return original(self, load_id, file_name, *args, **kwargs)
+
+setattr(PackageStorage, moment, die_once_records_committed)
+pipeline = make_pipeline(PipelineOptions(name="killed", state_dir=Path(state_dir)))
+run_sync(pipeline, read_token=token, base_url=url, tables=["records"],
+         start=start, chunk="3h", max_chunks=1)
+"""
+
+BEFORE_NOTED = "save_pending_transition"
+AFTER_NOTED = "complete_job"
+
+
+@pytest.mark.parametrize(
+    ("moment", "chunks_before"),
+    [(BEFORE_NOTED, 0), (BEFORE_NOTED, 1), (AFTER_NOTED, 1)],
+    ids=["append-before-noted", "merge-before-noted", "merge-after-noted"],
+)
+def test_a_job_killed_as_it_committed_loads_its_rows_once(
+    tmp_path: Path, moment: str, chunks_before: int
+) -> None:
+    start = (NOW - timedelta(hours=7)).isoformat()
+    with fault_sandbox(records=1_500, metrics=100) as server:
+        options = {
+            "read_token": server.token,
+            "base_url": server.url,
+            "tables": ["records"],
+            "start": start,
+            "chunk": "3h",
+        }
+        if chunks_before:
+            first = make_pipeline(PipelineOptions(name="killed", state_dir=tmp_path))
+            run_sync(first, max_chunks=chunks_before, **options)
+
+        arguments = [moment, server.url, server.token, str(tmp_path), start]
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, *arguments],
+            env={**os.environ, **quiet_dlt_environment()},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert child.returncode == 9, child.stderr[-2_000:]
+
+        pipeline = make_pipeline(PipelineOptions(name="killed", state_dir=tmp_path))
+        report = run_sync(pipeline, **options)
+        stored = server.store.visible("records", server.clock.now())
+
+    assert report.caught_up
+    loaded = read_table(tmp_path / "killed.duckdb", "records")
+    comparison = compare(
+        "records", loaded, expected_rows(stored, created_before=NOW - SETTLE)
+    )
+    assert comparison.duplicated == 0, comparison
+    comparison.check()
