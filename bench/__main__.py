@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "results.md").write_text(report.markdown(results["runs"], found))
     if not args.no_plots:
         plots.write_plots(results["runs"], args.out)
 

@@ -220,3 +220,39 @@ def goals_table(found: list[Goal]) -> str:
             f"(target {goal.target:g}; {goal.detail})"
         )
     return "\n".join(lines)
+
+
+def markdown(runs: list[Row], found: list[Goal]) -> str:
+    """The main runs and the goals as Markdown tables, for the README."""
+    lines = [
+        "| contender | table | destination | concurrency | latency | rows | "
+        "seconds | rows/s | MB/s | requests | rows/request | peak MiB |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {_label(run)} | {run['table']} | {run['destination']} | "
+            f"{run['concurrency']} | {run['latency_ms']:.0f} ms | {run['rows']:,} | "
+            f"{run['seconds']:.1f} | {run['rows_per_second']:,.0f} | "
+            f"{run['bytes_per_second'] / 1e6:.1f} | {run['requests']} | "
+            f"{run['rows_per_request']:,.0f} | {run['peak_rss_bytes'] / 2**20:,.0f} |"
+        )
+    lines += [
+        "",
+        "| goal | workload | measured | target | result |",
+        "|---|---|--:|--:|---|",
+    ]
+    for goal in found:
+        verdict = "pass" if goal.passed else "**fail**"
+        lines.append(
+            f"| {goal.goal} | {goal.workload} | {goal.measured:.2f} | "
+            f"{goal.target:g} | {verdict} ({goal.detail}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _label(run: Row) -> str:
+    """The contender, with its purpose when it is not the main matrix."""
+    if run["purpose"] == "matrix":
+        return str(run["contender"])
+    return f"{run['contender']} ({run['purpose']})"
