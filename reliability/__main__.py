@@ -120,7 +120,8 @@ def _crash(args: argparse.Namespace, workdir: Path) -> bool:
         f"{result.most_redone:,} rows read again after one kill (largest chunk "
         f"{result.largest_chunk:,} rows); {result.rows_served:,} rows served for "
         f"{result.rows_expected:,} in the week; finished in {result.final_runs} "
-        f"run(s) after the last kill."
+        f"run(s) after the last kill, reading {max(result.final_redone, 0):,} "
+        "rows again."
     )
     for kill in over:
         print(f"  redid more than its chunk: {kill}")
