@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import logging
 import math
+import ssl
 import threading
 import time
 import warnings
@@ -80,6 +82,17 @@ def _user_agent() -> str:
     except PackageNotFoundError:
         package_version = "0"
     return f"logfire-sync/{package_version} (+httpx)"
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client in the process.
+
+    Building one loads the whole CA bundle, which costs more than the rest of
+    a sync that finds nothing new; a context is safe to share between clients.
+    It honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` as httpx's own does.
+    """
+    return httpx.create_ssl_context(trust_env=True)
 
 
 def _clean_base_url(base_url: str) -> str:
@@ -421,6 +434,7 @@ class LogfireClient:
                 "User-Agent": _user_agent(),
             },
             timeout=httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
+            verify=_ssl_context(),
             transport=transport,
         )
 
