@@ -63,6 +63,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "lateness_ahead": timedelta(hours=1),
     "first_sync": timedelta(hours=24),
     "chunk": timedelta(days=1),
+    "chunk_rows": 250_000,
     "page_size": 10_000,
     "target_pages": 20,
     "concurrency": 1,
@@ -116,6 +117,7 @@ class Settings:
     max_attempts: int
     max_retry_seconds: float
     chunk: timedelta
+    chunk_rows: int
     backfill: tuple[datetime, datetime] | None
     write_disposition: WriteDisposition
     require_end_marker: bool = True
@@ -151,6 +153,7 @@ def build_settings(
     max_attempts: object = None,
     max_retry_seconds: object = None,
     chunk: object = None,
+    chunk_rows: object = None,
     backfill: object = None,
     write_disposition: object = None,
     require_end_marker: object = None,
@@ -186,6 +189,7 @@ def build_settings(
         max_attempts=_integer(max_attempts, "max_attempts", 1, 100),
         max_retry_seconds=_seconds(max_retry_seconds, "max_retry_seconds"),
         chunk=_duration(chunk, "chunk", positive=True),
+        chunk_rows=_integer(chunk_rows, "chunk_rows", 1, 100_000_000),
         backfill=_backfill(backfill),
         write_disposition=_write_disposition(write_disposition),
         require_end_marker=marker,

@@ -43,6 +43,7 @@ from connector.pager import (
     read_window,
     read_windows,
 )
+from connector.readahead import ReadAhead, Reading
 from connector.retry import RetryPolicy
 from connector.settings import (
     DEFAULTS,
@@ -148,12 +149,14 @@ def logfire_source(
     max_attempts: int | None = None,
     max_retry_seconds: str | float | None = None,
     chunk: str | float | None = None,
+    chunk_rows: int | None = None,
     backfill: Sequence[str | datetime] | None = None,
     write_disposition: str | None = None,
     require_end_marker: bool | None = None,
     verify_counts: bool | None = None,
     max_requests_per_minute: int | None = None,
     progress: Progress | None = None,
+    read_ahead: ReadAhead | None = None,
 ) -> list[DltResource]:
     """Logfire's `records` and `metrics` tables, read incrementally.
 
@@ -196,6 +199,11 @@ def logfire_source(
         max_retry_seconds: The time budget for retrying a request [300].
         chunk: The most `created_at` time one run reads [1 day], so a long
             backfill of history is committed piece by piece.
+        chunk_rows: Under :func:`connector.run_sync`, a run ends after the
+            window that brings it to this many rows [250,000], and the next
+            one goes on at once with the rows read meanwhile; this bounds the
+            memory and the disk a load takes. A plain ``pipeline.run`` reads
+            its whole chunk.
         backfill: ``(start, end)``: re-read event times in ``[start, end)``
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
@@ -211,6 +219,7 @@ def logfire_source(
             minute, over all windows in flight and all chunks [no limit].
         progress: Called with a :class:`WindowLoaded` after every window and a
             :class:`TableSynced` after every table.
+        read_ahead: Where run_sync keeps what is read on between runs.
 
     Returns:
         One resource per table, named after it.
@@ -240,6 +249,7 @@ def logfire_source(
         max_attempts=max_attempts,
         max_retry_seconds=max_retry_seconds,
         chunk=chunk,
+        chunk_rows=chunk_rows,
         backfill=backfill,
         write_disposition=write_disposition,
         require_end_marker=require_end_marker,
@@ -247,19 +257,23 @@ def logfire_source(
         max_requests_per_minute=max_requests_per_minute,
     )
     return [
-        _table_resource(TABLES[name], settings, progress) for name in settings.tables
+        _table_resource(TABLES[name], settings, progress, read_ahead)
+        for name in settings.tables
     ]
 
 
 def _table_resource(
-    spec: TableSpec, settings: Settings, progress: Progress | None
+    spec: TableSpec,
+    settings: Settings,
+    progress: Progress | None,
+    read_ahead: ReadAhead | None,
 ) -> DltResource:
     """The dlt resource that syncs one table."""
     log_hint_warning_once()
     merge = settings.write_disposition == "merge"
 
     def rows() -> Iterator[pa.RecordBatch]:
-        sync = _TableSync(spec, settings, progress)
+        sync = _TableSync(spec, settings, progress, read_ahead)
         yield from sync.run()
 
     disposition: TWriteDispositionConfig = "append"
@@ -324,13 +338,20 @@ class _TableSync:
     """One run of one table's resource: incremental or backfill."""
 
     def __init__(
-        self, spec: TableSpec, settings: Settings, progress: Progress | None
+        self,
+        spec: TableSpec,
+        settings: Settings,
+        progress: Progress | None,
+        read_ahead: ReadAhead | None,
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.progress = progress
+        self.read_ahead = read_ahead
         self.stats = WindowStats()
         self.windows = 0
+        self.rows = 0
+        self.requests = 0
 
     def run(self) -> Iterator[pa.RecordBatch]:
         """Read what this run should read, keeping the state up to date."""
@@ -340,20 +361,20 @@ class _TableSync:
             now = client.server_now()
             horizon = now - self.settings.settle
             if self.settings.backfill is None:
-                yield from self._incremental(client, state, now, horizon)
+                yield from self._incremental(state, now, horizon)
                 watermark = _stored_instant(state, "watermark")
                 caught_up = watermark is not None and watermark >= horizon
             else:
                 progress_state = self._backfill_state(state)
-                yield from self._backfill(client, progress_state, now, horizon)
+                yield from self._backfill(progress_state, now, horizon)
                 watermark = _stored_instant(progress_state, "done_until")
                 caught_up = bool(progress_state.get("finished"))
-            requests = client.requests_made
+            requests = client.requests_made + self.requests
 
         self._report(
             TableSynced(
                 table=self.spec.name,
-                rows=self.stats.rows,
+                rows=self.rows,
                 windows=self.windows,
                 requests=requests,
                 watermark=watermark,
@@ -365,11 +386,7 @@ class _TableSync:
         )
 
     def _incremental(
-        self,
-        client: LogfireClient,
-        state: dict[str, Any],
-        now: datetime,
-        horizon: datetime,
+        self, state: dict[str, Any], now: datetime, horizon: datetime
     ) -> Iterator[pa.RecordBatch]:
         """Read new windows of `created_at` up to the horizon, one chunk."""
         settings = self.settings
@@ -379,11 +396,14 @@ class _TableSync:
             self._warn_if_beyond_retention(watermark, now, "the first sync")
             state["watermark"] = _iso(watermark)
 
+        reading = self._resume("watermark", watermark)
         end = min(horizon, watermark + settings.chunk)
-        if end > watermark:
+        if reading is None and end > watermark:
             planner = _planner(settings, watermark, end, state, settings.max_width)
             query = _TableQuery(self.spec, settings, horizon=None)
-            yield from self._read(client, planner, query, state, "watermark")
+            reading = _open_reading(planner, query.window_query, settings, end)
+        if reading is not None:
+            yield from self._read(reading, state, "watermark")
 
         watermark = _stored_instant(state, "watermark")
         state["last_run_at"] = _iso(now)
@@ -407,11 +427,7 @@ class _TableSync:
         return progress
 
     def _backfill(
-        self,
-        client: LogfireClient,
-        progress: dict[str, Any],
-        now: datetime,
-        horizon: datetime,
+        self, progress: dict[str, Any], now: datetime, horizon: datetime
     ) -> Iterator[pa.RecordBatch]:
         """Re-read one chunk of the backfill's event-time range."""
         settings = self.settings
@@ -422,36 +438,78 @@ class _TableSync:
         if done_until == settings.backfill[0]:
             self._warn_if_beyond_retention(done_until, now, "the backfill")
 
-        if end > done_until:
+        reading = self._resume("done_until", done_until)
+        if reading is None and end > done_until:
             width = max_event_time_width()
             planner = _planner(settings, done_until, end, progress, width)
             query = _TableQuery(self.spec, settings, horizon=horizon)
-            yield from self._read(client, planner, query, progress, "done_until")
+            reading = _open_reading(planner, query.window_query, settings, end)
+        if reading is not None:
+            yield from self._read(reading, progress, "done_until")
 
         done = _stored_instant(progress, "done_until")
         progress["finished"] = done is not None and done >= settings.backfill[1]
         progress["last_run_at"] = _iso(now)
 
+    def _resume(self, mark: str, start: datetime) -> Reading | None:
+        """The reading the last chunk parked, if it goes on from `start`."""
+        if self.read_ahead is None:
+            return None
+        return self.read_ahead.take(f"{self.spec.name}/{mark}", start)
+
     def _read(
+        self, reading: Reading, state: dict[str, Any], mark: str
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the reading's windows, moving `state[mark]` past each one.
+
+        Under :func:`connector.run_sync`, the chunk ends at the first window
+        that brings it to `chunk_rows` rows, and the rest of the reading is
+        parked for the next chunk, which run_sync starts at once.
+        """
+        parked = False
+        try:
+            rows = 0
+            for window, batch in reading.items:
+                if batch is not None:
+                    rows += batch.num_rows
+                    yield batch
+                    continue
+                self._done(window, rows, state, mark, reading.planner)
+                rows = 0
+                if self._chunk_is_full() and window.hi < reading.end:
+                    assert self.read_ahead is not None
+                    self.read_ahead.park(
+                        f"{self.spec.name}/{mark}",
+                        window.hi,
+                        reading,
+                        spool_rows=self.settings.chunk_rows,
+                    )
+                    parked = True
+                    return
+        finally:
+            self.requests += reading.uncounted_requests()
+            if not parked:
+                reading.close()
+
+    def _chunk_is_full(self) -> bool:
+        """Whether this chunk has its rows; only run_sync, which goes on, asks."""
+        return self.read_ahead is not None and self.rows >= self.settings.chunk_rows
+
+    def _done(
         self,
-        client: LogfireClient,
-        planner: WindowPlanner,
-        query: _TableQuery,
+        window: Window,
+        rows: int,
         state: dict[str, Any],
         mark: str,
-    ) -> Iterator[pa.RecordBatch]:
-        """Yield the planner's windows, moving `state[mark]` past each one."""
-
-        def done(window: Window, rows: int) -> None:
-            state[mark] = _iso(window.hi)
-            state["window_seconds"] = planner.width.total_seconds()
-            state["rows_loaded"] = int(state.get("rows_loaded", 0)) + rows
-            self.windows += 1
-            self._window_done(window, rows, mark)
-
-        yield from _read_planned(
-            client, planner, query.window_query, self.settings, self.stats, done
-        )
+        planner: WindowPlanner,
+    ) -> None:
+        """Move the state past a window whose rows have all been yielded."""
+        state[mark] = _iso(window.hi)
+        state["window_seconds"] = planner.width.total_seconds()
+        state["rows_loaded"] = int(state.get("rows_loaded", 0)) + rows
+        self.rows += rows
+        self.windows += 1
+        self._window_done(window, rows, mark)
 
     def _window_done(self, window: Window, rows: int, mark: str) -> None:
         """Log and report a window whose rows have all been yielded."""
@@ -845,6 +903,7 @@ class _QuerySync:
         self.progress = progress
         self.stats = WindowStats()
         self.windows = 0
+        self.requests = 0
 
     def run(self) -> Iterator[pa.RecordBatch]:
         """Read the cursor's new windows up to the horizon, one chunk."""
@@ -863,14 +922,15 @@ class _QuerySync:
             if end > watermark:
                 planner = _planner(settings, watermark, end, state, settings.max_width)
 
-                def done(window: Window, rows: int) -> None:
-                    state["window_seconds"] = planner.width.total_seconds()
-                    self._window_done(state, window, rows)
-
-                yield from _read_planned(
-                    client, planner, self.query.window_query, settings, self.stats, done
+                reading = _open_reading(
+                    planner, self.query.window_query, settings, end, self.stats
                 )
-            requests = client.requests_made
+                try:
+                    yield from self._read(reading, state)
+                finally:
+                    self.requests += reading.uncounted_requests()
+                    reading.close()
+            requests = client.requests_made + self.requests
 
         final = _stored_instant(state, "watermark")
         state["last_run_at"] = _iso(now)
@@ -889,6 +949,18 @@ class _QuerySync:
                     seconds=time.monotonic() - started,
                 )
             )
+
+    def _read(self, reading: Reading, state: dict[str, Any]) -> Iterator[pa.Table]:
+        """Yield the reading's windows, moving the watermark past each one."""
+        rows = 0
+        for window, batch in reading.items:
+            if batch is not None:
+                rows += batch.num_rows
+                yield batch
+                continue
+            state["window_seconds"] = reading.planner.width.total_seconds()
+            self._window_done(state, window, rows)
+            rows = 0
 
     def _window_done(self, state: dict[str, Any], window: Window, rows: int) -> None:
         """Move the watermark past a window whose rows were all yielded."""
@@ -949,15 +1021,20 @@ def _regrouped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Tabl
         yield pa.Table.from_batches(held)
 
 
-def _read_planned(
-    client: LogfireClient,
+def _open_reading(
     planner: WindowPlanner,
     window_query: Callable[[Window], WindowQuery],
     settings: Settings,
-    stats: WindowStats,
-    done: Callable[[Window, int], None],
-) -> Iterator[pa.RecordBatch]:
-    """Yield the planner's windows in order, calling `done` after each one."""
+    end: datetime,
+    stats: WindowStats | None = None,
+) -> Reading:
+    """Start reading the planner's windows, with a client of their own.
+
+    The client belongs to the reading rather than to one run of the resource,
+    as a reading parked between chunks outlives the run that started it.
+    """
+    client = _make_client(settings)
+    counted = stats or WindowStats()
 
     def read(window: Window) -> Iterator[pa.RecordBatch]:
         # Shaping batches here runs it in the reader threads, off dlt's thread.
@@ -966,18 +1043,12 @@ def _read_planned(
             client,
             query,
             page_size=settings.page_size,
-            stats=stats,
+            stats=counted,
             verify_counts=settings.verify_counts,
         )
         yield from _regrouped(
             (prepare_batch(batch) for batch in pages), settings.page_size
         )
 
-    rows = 0
-    for window, batch in read_windows(planner, read, concurrency=settings.concurrency):
-        if batch is not None:
-            rows += batch.num_rows
-            yield batch
-            continue
-        done(window, rows)
-        rows = 0
+    items = read_windows(planner, read, concurrency=settings.concurrency)
+    return Reading(items, end, planner, client)

@@ -34,6 +34,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
 
 from connector.errors import ConfigurationError, LogfireSyncError
+from connector.readahead import ReadAhead
 from connector.settings import parse_instant
 from connector.source import Progress, TableSynced, WindowLoaded, logfire_source
 
@@ -298,37 +299,47 @@ def _run(
         raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
     options = _with_disposition(pipeline, options)
     tally = _Tally(progress)
-    source = _make_source(options, tally)
+    read_ahead = ReadAhead()
+    source = _make_source(options, tally, read_ahead)
     started = time.monotonic()
     _finish_pending(pipeline)
+    appended = _empty_merge_tables(pipeline, source)
 
     chunks = 0
     pending: list[str] = list(source.resources.keys())
-    while pending:
-        chunk_started = time.monotonic()
-        rows_before = sum(tally.rows.values())
-        tally.chunk_windows = 0
+    try:
+        while pending:
+            chunk_started = time.monotonic()
+            rows_before = sum(tally.rows.values())
+            tally.chunk_windows = 0
 
-        chunk = source.with_resources(*pending)
-        _append_where_empty(pipeline, chunk)
-        _run_chunk(pipeline, chunk)
-        chunks += 1
-        _log_chunk(label, chunks, sum(tally.rows.values()) - rows_before, chunk_started)
+            chunk = source.with_resources(*pending)
+            _append_to(chunk, appended)
+            _run_chunk(pipeline, chunk)
+            chunks += 1
+            rows = sum(tally.rows.values()) - rows_before
+            _log_chunk(label, chunks, rows, chunk_started)
 
-        pending = tally.pending()
-        if tally.chunk_windows == 0 or (
-            max_chunks is not None and chunks >= max_chunks
-        ):
-            break
-        source = _make_source(options, tally)
+            pending = tally.pending()
+            if tally.chunk_windows == 0 or (
+                max_chunks is not None and chunks >= max_chunks
+            ):
+                break
+            source = _make_source(options, tally, read_ahead)
+    finally:
+        read_ahead.close()
 
     return tally.report(chunks, time.monotonic() - started)
 
 
-def _make_source(options: Mapping[str, Any], tally: _Tally) -> DltSource:
+def _make_source(
+    options: Mapping[str, Any], tally: _Tally, read_ahead: ReadAhead
+) -> DltSource:
     """The source with the caller's options, its events counted by `tally`."""
     try:
-        source: DltSource = logfire_source(**options, progress=tally)
+        source: DltSource = logfire_source(
+            **options, progress=tally, read_ahead=read_ahead
+        )
     except ConfigFieldMissingException as error:
         raise ConfigurationError(
             f"A required option is missing: {', '.join(error.fields)}. Set "
@@ -416,15 +427,19 @@ def _drop_normalized_leftovers(pipeline: dlt.Pipeline) -> None:
         storage.extracted_packages.delete_package(load_id, not_exists_ok=True)
 
 
-def _append_where_empty(pipeline: dlt.Pipeline, source: DltSource) -> None:
-    """Load by plain append into merge tables that hold no rows yet.
+def _empty_merge_tables(pipeline: dlt.Pipeline, source: DltSource) -> set[str]:
+    """The resources whose merge tables hold no rows yet, to load by append.
 
     A delete-insert merge loads every row into a staging table, deletes the
     destination's rows that share a merge key with them, then copies them
-    over. Into an empty table it deletes nothing, so appending loads exactly
-    the same rows, about twice as fast. Within one run every window is read
-    once, so rows cannot repeat; the next run, finding rows, merges again.
+    over. Into a table that was empty when the sync began it deletes nothing:
+    every row there came from an earlier chunk of the same sync, whose windows
+    this chunk's do not overlap, and a merge key holds a `created_at`, or an
+    event time in a backfill, so none of them shares one with a row of this
+    chunk. Appending loads exactly the same rows, about twice as fast. The
+    next sync, finding rows, merges again.
     """
+    empty: set[str] = set()
     for resource in source.selected_resources.values():
         table = resource.compute_table_schema()
         if table.get("write_disposition") != "merge":
@@ -432,10 +447,18 @@ def _append_where_empty(pipeline: dlt.Pipeline, source: DltSource) -> None:
         name = table.get("name") or resource.name
         if _holds_no_rows(pipeline, source.schema.name, name):
             logger.info(
-                "%s is empty in the destination, so this run appends its rows "
+                "%s is empty in the destination, so this sync appends its rows "
                 "rather than merging them.",
                 name,
             )
+            empty.add(resource.name)
+    return empty
+
+
+def _append_to(source: DltSource, resources: set[str]) -> None:
+    """Load the chosen resources of `source` by plain append."""
+    for name, resource in source.selected_resources.items():
+        if name in resources:
             resource.apply_hints(write_disposition="append")
 
 

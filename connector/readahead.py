@@ -1,0 +1,231 @@
+"""Reading on between chunks, while dlt normalizes and loads the last one.
+
+:func:`connector.run_sync` commits a large backlog chunk by chunk, each one a
+``pipeline.run``: extract, then normalize, then load. During the extract the
+reader threads run ahead of dlt, but during the normalize and the load nothing
+would read, and a destination such as DuckDB takes about as long to load a
+chunk as the service took to serve it. So when a chunk stops at its row limit
+with windows of its reading still to come, the reading is parked here: a
+thread goes on taking its windows and writes them to disk, and the next chunk
+of the same table, starting exactly where the parked reading stops, takes the
+reading over instead of asking for those rows again.
+
+Nothing parked is state. The watermark moves only with what dlt extracts, so
+a crash loses no more than what was read ahead, which the next run reads
+again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from connector.client import LogfireClient
+from connector.windows import Window, WindowPlanner
+
+__all__ = ["Item", "ReadAhead", "Reading"]
+
+logger = logging.getLogger(__name__)
+
+Item = tuple[Window, pa.RecordBatch | pa.Table | None]
+"""Rows of a window, or ``(window, None)`` once the window is complete."""
+
+
+@dataclass
+class Reading:
+    """The windows of one table being read, in order, up to `end`.
+
+    Attributes:
+        items: The windows' batches, as :func:`connector.pager.read_windows`
+            yields them.
+        end: Where the last window stops.
+        planner: The planner of its windows, whose width the state keeps.
+        client: The client the reading sends its requests with; it lives as
+            long as the reading.
+        counted: How many of the client's requests a chunk has reported.
+    """
+
+    items: Iterator[Item]
+    end: datetime
+    planner: WindowPlanner
+    client: LogfireClient
+    counted: int = 0
+
+    def uncounted_requests(self) -> int:
+        """The requests sent since this was last asked, read ahead included."""
+        made = self.client.requests_made
+        new, self.counted = made - self.counted, made
+        return new
+
+    def close(self) -> None:
+        """Stop the reader threads and close the client."""
+        close = getattr(self.items, "close", None)
+        if close is not None:
+            close()
+        self.client.close()
+
+
+class ReadAhead:
+    """Readings parked between the chunks of one sync, one per key."""
+
+    def __init__(self) -> None:
+        self._parked: dict[str, _Parked] = {}
+        self._folder: Path | None = None
+        self._numbers = itertools.count()
+
+    def park(
+        self, key: str, start: datetime, reading: Reading, *, spool_rows: int
+    ) -> None:
+        """Keep reading on, for the next chunk that starts at `start`.
+
+        Args:
+            key: What the next chunk asks for it by.
+            start: Where the reading goes on from.
+            reading: The reading, whose items up to `start` are consumed.
+            spool_rows: The most rows to write to disk before waiting for
+                the next chunk; it bounds the disk a sync uses.
+        """
+        self.discard(key)
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="logfire-sync-"))
+        spool = self._folder / str(next(self._numbers))
+        self._parked[key] = _Parked(start, reading, spool, spool_rows)
+
+    def take(self, key: str, start: datetime) -> Reading | None:
+        """The reading parked under `key`, if it starts exactly at `start`.
+
+        A parked reading that starts elsewhere is closed: the state moved some
+        other way, and its rows would be the wrong ones.
+        """
+        parked = self._parked.pop(key, None)
+        if parked is None:
+            return None
+        if parked.start != start:
+            logger.warning(
+                "%s: the rows read ahead start at %s, not at %s where this chunk "
+                "starts; reading again instead.",
+                key,
+                parked.start.isoformat(),
+                start.isoformat(),
+            )
+            parked.close()
+            return None
+        return parked.resume()
+
+    def discard(self, key: str) -> None:
+        """Close the reading parked under `key`, if any."""
+        parked = self._parked.pop(key, None)
+        if parked is not None:
+            parked.close()
+
+    def close(self) -> None:
+        """Close every parked reading and delete what they wrote to disk."""
+        for key in list(self._parked):
+            self.discard(key)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+class _Parked:
+    """A reading whose items a thread writes to disk until it is resumed."""
+
+    def __init__(
+        self, start: datetime, reading: Reading, folder: Path, spool_rows: int
+    ) -> None:
+        self.start = start
+        self._reading = reading
+        self._folder = folder
+        self._folder.mkdir()
+        self._spool_rows = spool_rows
+        self._spooled: list[tuple[Window, Path | None]] = []
+        self._failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._drain, name="logfire-read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _drain(self) -> None:
+        """Take the reading's items and write them down, until told to stop."""
+        rows = 0
+        try:
+            for number in itertools.count():
+                if self._stop.is_set() or rows >= self._spool_rows:
+                    return
+                item = next(self._reading.items, None)
+                if item is None:
+                    return
+                window, batch = item
+                if batch is None:
+                    self._spooled.append((window, None))
+                    continue
+                self._spooled.append((window, self._write(number, batch)))
+                rows += batch.num_rows
+        except BaseException as error:
+            # The chunk that takes the reading over raises it where it happened.
+            self._failure = error
+
+    def _write(self, number: int, batch: pa.RecordBatch | pa.Table) -> Path:
+        """One batch (or table of batches) as an Arrow IPC file."""
+        path = self._folder / f"{number}.arrow"
+        with (
+            pa.OSFile(str(path), "wb") as sink,
+            pa.ipc.new_stream(sink, batch.schema) as writer,
+        ):
+            writer.write(batch)
+        return path
+
+    def resume(self) -> Reading:
+        """The reading again: what was written down first, then the rest."""
+        self._stop.set()
+        self._thread.join()
+        reading = self._reading
+        return Reading(
+            self._replay(),
+            reading.end,
+            reading.planner,
+            reading.client,
+            reading.counted,
+        )
+
+    def _replay(self) -> Iterator[Item]:
+        """The written items in order, then the failure or the live rest."""
+        try:
+            for window, path in self._spooled:
+                yield window, None if path is None else _read(path)
+            if self._failure is not None:
+                raise self._failure
+            yield from self._reading.items
+        finally:
+            self._stop_reading()
+
+    def close(self) -> None:
+        """Stop draining, close the reading and delete its files."""
+        self._stop.set()
+        self._thread.join()
+        self._stop_reading()
+        self._reading.client.close()
+
+    def _stop_reading(self) -> None:
+        close = getattr(self._reading.items, "close", None)
+        if close is not None:
+            close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _read(path: Path) -> pa.Table:
+    """What :meth:`_Parked._write` wrote, read into memory."""
+    with pa.OSFile(str(path), "rb") as source:
+        table = pa.ipc.open_stream(source).read_all()
+    path.unlink()
+    return table

@@ -1,0 +1,275 @@
+"""Chunks of `chunk_rows` rows, and the reading parked between them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from synchelp import (
+    NOW,
+    assert_same_rows,
+    destination,
+    expected_rows,
+    make_records,
+    sandbox,
+)
+
+from connector.client import LogfireClient
+from connector.errors import TransientError
+from connector.readahead import Item, ReadAhead, Reading
+from connector.sync import run_backfill, run_sync
+from connector.windows import Window, WindowPlanner
+from sandbox.server import SandboxServer
+
+HORIZON = NOW - timedelta(minutes=5)
+FROM = NOW - timedelta(hours=6)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# The parked reading, on its own.
+
+
+class _Source:
+    """Items of windows a minute wide, counting how many were taken."""
+
+    def __init__(self, windows: int, *, fail_at: int | None = None) -> None:
+        self.windows = windows
+        self.fail_at = fail_at
+        self.taken = 0
+        self.closed = False
+
+    def items(self) -> Iterator[Item]:
+        try:
+            for number in range(self.windows):
+                window = _window(number)
+                for part in range(2):
+                    if self.fail_at == self.taken:
+                        raise TransientError("the service went away")
+                    self.taken += 1
+                    yield window, pa.table({"n": [number], "part": [part]})
+                self.taken += 1
+                yield window, None
+        finally:
+            self.closed = True
+
+
+def _window(number: int) -> Window:
+    return Window(T0 + timedelta(minutes=number), T0 + timedelta(minutes=number + 1))
+
+
+def _reading(source: _Source) -> Reading:
+    planner = WindowPlanner(
+        T0,
+        _window(source.windows - 1).hi,
+        width=timedelta(minutes=1),
+        max_width=timedelta(hours=1),
+        target_rows=10,
+        page_rows=10,
+    )
+    client = LogfireClient("token", base_url="http://127.0.0.1:9")
+    return Reading(source.items(), _window(source.windows - 1).hi, planner, client)
+
+
+def _wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the parked reading did not drain"
+        time.sleep(0.01)
+
+
+def _plain(items: Iterator[Item]) -> list[tuple[Window, Any]]:
+    return [(w, None if b is None else b.to_pylist()) for w, b in items]
+
+
+def _spooled_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("logfire-sync-*/*/*.arrow"))
+
+
+def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    source = _Source(windows=4)
+    expected = _plain(_Source(windows=4).items())[3:]
+    reading = _reading(source)
+    first = [next(reading.items) for _ in range(3)]
+    assert first[-1] == (_window(0), None)
+
+    read_ahead = ReadAhead()
+    read_ahead.park("records/watermark", _window(0).hi, reading, spool_rows=100)
+    _wait_until(lambda: source.closed)
+    assert len(_spooled_files(tmp_path)) == 6
+
+    resumed = read_ahead.take("records/watermark", _window(0).hi)
+    assert resumed is not None
+    assert resumed.end == reading.end
+    assert _plain(resumed.items) == expected
+    resumed.close()
+    read_ahead.close()
+    assert list(tmp_path.glob("logfire-sync-*")) == []
+
+
+def test_a_parked_reading_stops_writing_at_its_row_bound() -> None:
+    source = _Source(windows=10)
+    read_ahead = ReadAhead()
+    read_ahead.park("t/watermark", T0, _reading(source), spool_rows=3)
+    time.sleep(0.3)
+    assert source.taken == 4  # three rows, and the end of the first window
+    assert not source.closed
+
+    resumed = read_ahead.take("t/watermark", T0)
+    assert resumed is not None
+    assert _plain(resumed.items) == _plain(_Source(windows=10).items())
+    assert source.closed
+    read_ahead.close()
+
+
+def test_a_failure_while_parked_is_raised_where_it_happened() -> None:
+    source = _Source(windows=3, fail_at=4)
+    read_ahead = ReadAhead()
+    read_ahead.park("t/watermark", T0, _reading(source), spool_rows=100)
+    _wait_until(lambda: source.closed)
+
+    resumed = read_ahead.take("t/watermark", T0)
+    assert resumed is not None
+    got: list[Window] = []
+
+    def consume() -> None:
+        for window, _ in resumed.items:
+            got.append(window)
+
+    with pytest.raises(TransientError, match="went away"):
+        consume()
+    assert got == [_window(0)] * 3 + [_window(1)]
+    read_ahead.close()
+
+
+def test_a_reading_parked_elsewhere_is_closed_not_resumed() -> None:
+    source = _Source(windows=50)
+    read_ahead = ReadAhead()
+    read_ahead.park("t/watermark", T0, _reading(source), spool_rows=10)
+
+    assert read_ahead.take("t/watermark", T0 + timedelta(seconds=1)) is None
+    assert source.closed
+    assert read_ahead.take("t/watermark", T0) is None
+    read_ahead.close()
+
+
+def test_closing_stops_every_parked_reading() -> None:
+    sources = [_Source(windows=1_000) for _ in range(2)]
+    read_ahead = ReadAhead()
+    for number, source in enumerate(sources):
+        read_ahead.park(f"t{number}/watermark", T0, _reading(source), spool_rows=5)
+
+    read_ahead.close()
+
+    assert all(source.closed for source in sources)
+    assert all(source.taken < 1_000 for source in sources)
+    assert not [t for t in threading.enumerate() if t.name == "logfire-read-ahead"]
+
+
+# Chunks of rows, end to end.
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    records = make_records(12_000, seed=31, start=NOW - timedelta(hours=6), end=NOW)
+    with sandbox(records) as running:
+        yield running
+
+
+def _options(server: SandboxServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "read_token": server.token,
+        "base_url": server.url,
+        "start": FROM.isoformat(),
+        "tables": ["records"],
+        "page_size": 500,
+        "target_pages": 2,
+        "initial_window": "10m",
+        **extra,
+    }
+
+
+def _visible(server: SandboxServer) -> pa.Table:
+    return expected_rows(server.store.visible("records", server.clock.now()), HORIZON)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_row_chunks_load_every_row_once_and_read_no_page_twice(
+    server: SandboxServer, tmp_path: Path, concurrency: int
+) -> None:
+    whole = destination(tmp_path, "whole")
+    server.counters.reset()
+    one = run_sync(whole.pipeline, **_options(server, concurrency=concurrency))
+    served_once = server.counters.snapshot()["rows_served"]
+
+    chunked = destination(tmp_path, "chunked")
+    server.counters.reset()
+    many = run_sync(
+        chunked.pipeline,
+        **_options(server, concurrency=concurrency, chunk_rows=1_500),
+    )
+
+    assert one.chunks == 1
+    assert many.chunks >= 6
+    assert many.caught_up
+    assert_same_rows(chunked.table("records"), _visible(server))
+    assert many.rows == one.rows == _visible(server).num_rows
+    # No page is read twice: beyond the rows loaded, only the few rows of tie
+    # runs held back at page ends are served again. With one reader the
+    # windows come out as in one chunk, so the pages do too, and each chunk
+    # adds one request for the service's clock.
+    served = server.counters.snapshot()["rows_served"]
+    assert served - many.rows < 100
+    if concurrency == 1:
+        assert served == served_once
+        assert many.requests - many.chunks == one.requests - one.chunks
+    assert not [t for t in threading.enumerate() if t.name == "logfire-read-ahead"]
+
+
+def test_a_sync_cut_short_between_row_chunks_goes_on_exactly(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    first = run_sync(dest.pipeline, max_chunks=2, **_options(server, chunk_rows=2_000))
+    assert not first.caught_up
+    assert 0 < dest.count("records") < _visible(server).num_rows
+
+    rest = run_sync(dest.pipeline, **_options(server, chunk_rows=2_000))
+
+    assert rest.caught_up
+    assert first.rows + rest.rows == _visible(server).num_rows
+    assert_same_rows(dest.table("records"), _visible(server))
+
+
+def test_a_backfill_in_row_chunks_merges_into_one_copy(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, **_options(server))
+
+    report = run_backfill(
+        dest.pipeline, FROM, NOW, **_options(server, chunk_rows=2_500)
+    )
+
+    assert report.caught_up
+    assert report.chunks >= 4
+    assert_same_rows(dest.table("records"), _visible(server))
+
+
+def test_chunk_rows_must_be_a_positive_whole_number(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    from connector.errors import ConfigurationError
+
+    dest = destination(tmp_path)
+    with pytest.raises(ConfigurationError, match="chunk_rows"):
+        run_sync(dest.pipeline, **_options(server, chunk_rows=0))
