@@ -49,23 +49,36 @@ def conform(table_name: str, rows: pa.Table) -> pa.Table:
 
 
 def _batches(rows: pa.Table) -> list[pa.RecordBatch]:
-    """`rows` as zero-copy batches of at most `BATCH_ROWS` rows each."""
-    batches: list[pa.RecordBatch] = rows.to_batches(max_chunksize=BATCH_ROWS)
+    """`rows` as batches of `BATCH_ROWS` rows each, the last one shorter.
+
+    The batches start every `BATCH_ROWS` rows wherever the table's chunks
+    break. A batch is a zero-copy slice of the chunks it lies in; only the
+    columns whose chunks break inside it are copied, a batch's worth each.
+    """
+    batches: list[pa.RecordBatch] = []
+    for offset in range(0, rows.num_rows, BATCH_ROWS):
+        piece = rows.slice(offset, BATCH_ROWS).combine_chunks()
+        batches.extend(piece.to_batches())
     return batches
 
 
-def _conform_column(table_name: str, field: pa.Field, rows: pa.Table) -> pa.Array:
+def _conform_column(
+    table_name: str, field: pa.Field, rows: pa.Table
+) -> pa.ChunkedArray:
     if field.name not in rows.column_names:
         if not field.nullable:
             raise ValueError(
                 f"The {table_name} data has no {field.name!r} column, which is "
                 "required; add it to the data."
             )
-        return pa.nulls(rows.num_rows, field.type)
+        return pa.chunked_array([pa.nulls(rows.num_rows, field.type)])
 
     column = rows.column(field.name)
     try:
-        cast = column.cast(field.type).combine_chunks()
+        # A cast to the column's own type shares its buffers. The chunks stay
+        # as they are: joining them would copy every column, gigabytes for a
+        # large table, and `_batches` cuts the table without joining.
+        cast = column.cast(field.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ValueError(
             f"The {table_name} column {field.name!r} has type {column.type}, which "
