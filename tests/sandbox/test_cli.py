@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -164,3 +165,36 @@ def test_the_pytest_plugin_serves_a_sandbox_to_a_suite(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def chosen_pools(monkeypatch: pytest.MonkeyPatch) -> list[pa.MemoryPool]:
+    """The pools the CLI makes pyarrow's default, recorded instead of set."""
+    chosen: list[pa.MemoryPool] = []
+    monkeypatch.setattr(pa, "set_memory_pool", chosen.append)
+    return chosen
+
+
+def test_serve_allocates_arrow_memory_with_jemalloc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow has no jemalloc")
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    chosen = chosen_pools(monkeypatch)
+
+    cli._use_jemalloc()
+
+    assert [pool.backend_name for pool in chosen] == ["jemalloc"]
+
+
+def test_serve_keeps_the_memory_pool_the_environment_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    chosen = chosen_pools(monkeypatch)
+
+    cli._use_jemalloc()
+
+    assert chosen == []
