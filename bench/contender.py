@@ -42,8 +42,8 @@ class Spec:
         workdir: A folder of the contender's own.
         result_path: Where the figures are written.
         max_rows: Stop after about this many rows (the SDK baseline).
-        chunk_seconds: The connector's chunk, to sync only part of the data.
-        max_chunks: The connector's chunk count, with ``chunk_seconds``.
+        until_seconds: Sync only the rows created this long after `start`
+            (the connector), to compare smaller syncs with the full one.
         incremental: Also time a second sync that finds nothing new, and an
             empty dlt run on the same pipeline (the connector).
     """
@@ -58,8 +58,7 @@ class Spec:
     result_path: str
     concurrency: int = 1
     max_rows: int | None = None
-    chunk_seconds: float | None = None
-    max_chunks: int | None = None
+    until_seconds: float | None = None
     incremental: bool = False
 
 
@@ -216,18 +215,46 @@ def run_connector(spec: Spec) -> Figures:
         "start": spec.start,
         "concurrency": spec.concurrency,
     }
-    if spec.chunk_seconds is not None:
-        options["chunk"] = spec.chunk_seconds
     started = time.perf_counter()
-    report = run_sync(pipeline, max_chunks=spec.max_chunks, **options)
+    if spec.until_seconds is None:
+        reports = [run_sync(pipeline, **options)]
+    else:
+        reports = _sync_until(pipeline, options, spec.until_seconds)
     figures.seconds = time.perf_counter() - started
-    figures.rows = report.rows
-    figures.requests = report.requests
-    figures.windows = sum(table.windows for table in report.tables)
-    figures.extra["chunks"] = report.chunks
+    figures.rows = sum(report.rows for report in reports)
+    figures.requests = sum(report.requests for report in reports)
+    figures.windows = sum(
+        table.windows for report in reports for table in report.tables
+    )
+    figures.extra["chunks"] = sum(report.chunks for report in reports)
     if spec.incremental:
         figures.extra.update(_time_incremental(pipeline, options))
     return figures
+
+
+def _sync_until(pipeline: Any, options: dict[str, Any], seconds: float) -> list[Any]:
+    """Sync the rows created up to `seconds` after the start, chunk by chunk.
+
+    Each chunk's `chunk` option is what is left of the span, so that no chunk
+    reads past its end; a chunk ends early at `chunk_rows` rows as in a full
+    sync, so the peak memory is that of a sync of the same rows.
+    """
+    from connector.sync import run_sync
+
+    end = datetime.fromisoformat(options["start"]) + timedelta(seconds=seconds)
+    # A full sync into a fresh table appends for all its chunks; these calls
+    # are separate syncs, so they ask for the same.
+    options = {**options, "write_disposition": "append"}
+    reports = []
+    left = seconds
+    while left > 0:
+        report = run_sync(pipeline, max_chunks=1, **options, chunk=left)
+        reports.append(report)
+        (table,) = report.tables
+        if table.windows == 0 or table.watermark is None:
+            break
+        left = (end - table.watermark).total_seconds()
+    return reports
 
 
 def _time_incremental(pipeline: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -196,8 +196,7 @@ def _specs(
                     base,
                     kind="connector",
                     destination=destination,
-                    chunk_seconds=data.records_cut[rows],
-                    max_chunks=1,
+                    until_seconds=data.records_cut[rows],
                 ),
                 f"scaling-{rows}",
             )

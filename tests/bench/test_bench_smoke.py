@@ -49,6 +49,9 @@ def test_the_harness_writes_every_figure_and_goal(tmp_path: Path) -> None:
         if r["purpose"] == "matrix" and r["contender"] == "connector"
     )
     assert connector["extra"]["incremental_rows"] == 0
+    scaling = next(r for r in results["runs"] if r["purpose"] == "scaling-1000")
+    # The rows created before the 1,000th one's `created_at`, and no more.
+    assert 900 <= scaling["rows"] <= 1000 < connector["rows"]
     goals = {goal["goal"] for goal in results["goals"]}
     assert any("SDK" in goal for goal in goals)
     assert any("bare fetch" in goal for goal in goals)
