@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sandbox import store
@@ -79,3 +81,17 @@ def test_batches_inside_one_chunk_share_its_buffers(
 
 def test_no_rows_are_no_batches() -> None:
     assert stored(records(0, 0)) == []
+
+
+def test_a_parquet_file_is_stored_in_batches_of_batch_rows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(store, "BATCH_ROWS", 4)
+    rows = records(0, 10)
+    pq.write_table(rows, tmp_path / "records.parquet", row_group_size=3)
+
+    batches = Store.from_parquet_dir(tmp_path).snapshot("records")
+
+    assert [batch.num_rows for batch in batches] == [4, 4, 2]
+    kept = pa.Table.from_batches(batches).column("message").to_pylist()
+    assert kept == rows.column("message").to_pylist()
