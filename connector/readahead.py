@@ -224,8 +224,13 @@ class _Parked:
 
 
 def _read(path: Path) -> pa.Table:
-    """What :meth:`_Parked._write` wrote, read into memory."""
-    with pa.OSFile(str(path), "rb") as source:
+    """What :meth:`_Parked._write` wrote, mapped rather than copied.
+
+    The table's buffers point into the mapped file, so reading allocates
+    nothing that the allocator would keep after dlt has written the rows;
+    the mapping outlives the file's name, which goes at once.
+    """
+    with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_stream(source).read_all()
     path.unlink()
     return table

@@ -200,10 +200,11 @@ def logfire_source(
         chunk: The most `created_at` time one run reads [1 day], so a long
             backfill of history is committed piece by piece.
         chunk_rows: Under :func:`connector.run_sync`, a run ends after the
-            window that brings it to this many rows [250,000], and the next
-            one goes on at once with the rows read meanwhile; this bounds the
-            memory and the disk a load takes. A plain ``pipeline.run`` reads
-            its whole chunk.
+            window that brings it to this many rows [100,000; with the default
+            window target, a run then loads one window of about 200,000], and
+            the next one goes on at once with the rows read meanwhile; this
+            bounds the memory and the disk a load takes. A plain
+            ``pipeline.run`` reads its whole chunk.
         backfill: ``(start, end)``: re-read event times in ``[start, end)``
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
