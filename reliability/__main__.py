@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     crash = commands.add_parser("crash", help="SIGKILL a 7-day backfill repeatedly")
     crash.add_argument("--kills", type=int, default=20, help="kills (20)")
     crash.add_argument("--seed", type=int, default=0)
-    crash.add_argument("--records", type=int, default=30_000)
-    crash.add_argument("--metrics", type=int, default=6_000)
+    crash.add_argument("--records", type=int, default=CrashOptions.records)
+    crash.add_argument("--metrics", type=int, default=CrashOptions.metrics)
     crash.add_argument(
         "--chunk-hours", type=float, default=3.0, help="backfill chunk (3 h)"
     )
