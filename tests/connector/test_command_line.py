@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -102,3 +103,16 @@ def test_the_demo_syncs_the_sandbox_and_prints_a_sample_query(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Spans per service, from DuckDB:" in done.stdout
     assert (tmp_path / "logfire_demo.duckdb").is_file()
+
+
+def test_the_command_leaves_airflow_secrets_alone_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PROVIDERS__ENABLE_AIRFLOW_SECRETS", raising=False)
+    assert main(["status", "--state-dir", str(tmp_path)]) == 0
+    assert os.environ["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "false"
+
+    # A value the user set stays; this one still keeps Airflow out of the test.
+    monkeypatch.setenv("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "False")
+    assert main(["status", "--state-dir", str(tmp_path)]) == 0
+    assert os.environ["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "False"
