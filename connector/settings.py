@@ -63,7 +63,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "lateness_ahead": timedelta(hours=1),
     "first_sync": timedelta(hours=24),
     "chunk": timedelta(days=1),
-    "chunk_rows": 100_000,
+    "chunk_rows": 200_000,
     "page_size": 10_000,
     "target_pages": 20,
     "concurrency": 1,

@@ -199,12 +199,12 @@ def logfire_source(
         max_retry_seconds: The time budget for retrying a request [300].
         chunk: The most `created_at` time one run reads [1 day], so a long
             backfill of history is committed piece by piece.
-        chunk_rows: Under :func:`connector.run_sync`, a run ends after the
-            window that brings it to this many rows [100,000; with the default
-            window target, a run then loads one window of about 200,000], and
-            the next one goes on at once with the rows read meanwhile; this
-            bounds the memory and the disk a load takes. A plain
-            ``pipeline.run`` reads its whole chunk.
+        chunk_rows: Under :func:`connector.run_sync`, a run ends at the
+            first window boundary where one more window of the size windows
+            aim at (`target_pages` pages) would take it past this many rows
+            [200,000, so a run loads one window], and the next run goes on at
+            once with the rows read meanwhile; this bounds the memory and the
+            disk a load takes. A plain ``pipeline.run`` reads its whole chunk.
         backfill: ``(start, end)``: re-read event times in ``[start, end)``
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
@@ -477,7 +477,7 @@ class _TableSync:
                     continue
                 self._done(window, rows, state, mark, reading.planner)
                 rows = 0
-                if self._chunk_is_full() and window.hi < reading.end:
+                if self._chunk_is_full(reading.planner) and window.hi < reading.end:
                     assert self.read_ahead is not None
                     self.read_ahead.park(
                         f"{self.spec.name}/{mark}",
@@ -492,9 +492,16 @@ class _TableSync:
             if not parked:
                 reading.close()
 
-    def _chunk_is_full(self) -> bool:
-        """Whether this chunk has its rows; only run_sync, which goes on, asks."""
-        return self.read_ahead is not None and self.rows >= self.settings.chunk_rows
+    def _chunk_is_full(self, planner: WindowPlanner) -> bool:
+        """Whether to end the chunk here; only run_sync, which goes on, asks.
+
+        It ends once it holds `chunk_rows` rows, or once a window of the size
+        the planner aims at would take it past them: a small first window is
+        not followed by a full one in the same load.
+        """
+        if self.read_ahead is None:
+            return False
+        return self.rows + planner.target_rows > self.settings.chunk_rows
 
     def _done(
         self,

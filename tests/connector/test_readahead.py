@@ -20,6 +20,7 @@ from synchelp import (
     sandbox,
 )
 
+from connector import TableSynced, WindowLoaded
 from connector.client import LogfireClient
 from connector.errors import TransientError
 from connector.readahead import Item, ReadAhead, Reading
@@ -214,8 +215,10 @@ def test_row_chunks_load_every_row_once_and_read_no_page_twice(
 
     chunked = destination(tmp_path, "chunked")
     server.counters.reset()
+    events: list[WindowLoaded | TableSynced] = []
     many = run_sync(
         chunked.pipeline,
+        progress=events.append,
         **_options(server, concurrency=concurrency, chunk_rows=1_500),
     )
 
@@ -230,10 +233,25 @@ def test_row_chunks_load_every_row_once_and_read_no_page_twice(
     # adds one request for the service's clock.
     served = server.counters.snapshot()["rows_served"]
     assert served - many.rows < 100
+    # Windows aim at 1,000 rows: a chunk ends at the first window boundary
+    # where one more would take it past 1,500, and not before.
+    for chunk in _chunks(events)[:-1]:
+        assert sum(chunk[:-1]) + 1_000 <= 1_500 < sum(chunk) + 1_000
     if concurrency == 1:
         assert served == served_once
         assert many.requests - many.chunks == one.requests - one.chunks
     assert not [t for t in threading.enumerate() if t.name == "logfire-read-ahead"]
+
+
+def _chunks(events: list[WindowLoaded | TableSynced]) -> list[list[int]]:
+    """The rows of each window, chunk by chunk."""
+    chunks: list[list[int]] = [[]]
+    for event in events:
+        if isinstance(event, WindowLoaded):
+            chunks[-1].append(event.rows)
+        else:
+            chunks.append([])
+    return [chunk for chunk in chunks if chunk]
 
 
 def test_a_sync_cut_short_between_row_chunks_goes_on_exactly(
