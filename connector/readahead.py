@@ -52,6 +52,9 @@ class Reading:
         client: The client the reading sends its requests with; it lives as
             long as the reading.
         counted: How many of the client's requests a chunk has reported.
+        now: The service's clock when the reading began. A chunk that takes
+            the reading over goes by it rather than asking for the clock again:
+            its rows were all stored before that clock's horizon.
     """
 
     items: Iterator[Item]
@@ -59,6 +62,7 @@ class Reading:
     planner: WindowPlanner
     client: LogfireClient
     counted: int = 0
+    now: datetime | None = None
 
     def uncounted_requests(self) -> int:
         """The requests sent since this was last asked, read ahead included."""
@@ -99,6 +103,11 @@ class ReadAhead:
             self._folder = Path(tempfile.mkdtemp(prefix="logfire-sync-"))
         spool = self._folder / str(next(self._numbers))
         self._parked[key] = _Parked(start, reading, spool, spool_rows)
+
+    def parked_now(self, key: str) -> datetime | None:
+        """The service's clock when the reading parked under `key` began."""
+        parked = self._parked.get(key)
+        return None if parked is None else parked.now
 
     def take(self, key: str, start: datetime) -> Reading | None:
         """The reading parked under `key`, if it starts exactly at `start`.
@@ -143,6 +152,7 @@ class _Parked:
         self, start: datetime, reading: Reading, folder: Path, spool_rows: int
     ) -> None:
         self.start = start
+        self.now = reading.now
         self._reading = reading
         self._folder = folder
         self._folder.mkdir()
@@ -196,6 +206,7 @@ class _Parked:
             reading.planner,
             reading.client,
             reading.counted,
+            reading.now,
         )
 
     def _replay(self) -> Iterator[Item]:

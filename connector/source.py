@@ -358,8 +358,9 @@ class _TableSync:
         """Read what this run should read, keeping the state up to date."""
         state: dict[str, Any] = dlt.current.resource_state()
         started = time.monotonic()
+        mark = "watermark" if self.settings.backfill is None else "done_until"
         with _make_client(self.settings) as client:
-            now = client.server_now()
+            now = self._parked_now(mark) or client.server_now()
             horizon = now - self.settings.settle
             if self.settings.backfill is None:
                 yield from self._incremental(state, now, horizon)
@@ -402,7 +403,7 @@ class _TableSync:
         if reading is None and end > watermark:
             planner = _planner(settings, watermark, end, state, settings.max_width)
             query = _TableQuery(self.spec, settings, horizon=None)
-            reading = _open_reading(planner, query.window_query, settings, end)
+            reading = _open_reading(planner, query.window_query, settings, end, now)
         if reading is not None:
             yield from self._read(reading, state, "watermark")
 
@@ -444,13 +445,19 @@ class _TableSync:
             width = max_event_time_width()
             planner = _planner(settings, done_until, end, progress, width)
             query = _TableQuery(self.spec, settings, horizon=horizon)
-            reading = _open_reading(planner, query.window_query, settings, end)
+            reading = _open_reading(planner, query.window_query, settings, end, now)
         if reading is not None:
             yield from self._read(reading, progress, "done_until")
 
         done = _stored_instant(progress, "done_until")
         progress["finished"] = done is not None and done >= settings.backfill[1]
         progress["last_run_at"] = _iso(now)
+
+    def _parked_now(self, mark: str) -> datetime | None:
+        """The clock of the reading the last chunk parked, if there is one."""
+        if self.read_ahead is None:
+            return None
+        return self.read_ahead.parked_now(f"{self.spec.name}/{mark}")
 
     def _resume(self, mark: str, start: datetime) -> Reading | None:
         """The reading the last chunk parked, if it goes on from `start`."""
@@ -931,7 +938,7 @@ class _QuerySync:
                 planner = _planner(settings, watermark, end, state, settings.max_width)
 
                 reading = _open_reading(
-                    planner, self.query.window_query, settings, end, self.stats
+                    planner, self.query.window_query, settings, end, stats=self.stats
                 )
                 try:
                     yield from self._read(reading, state)
@@ -1034,6 +1041,7 @@ def _open_reading(
     window_query: Callable[[Window], WindowQuery],
     settings: Settings,
     end: datetime,
+    now: datetime | None = None,
     stats: WindowStats | None = None,
 ) -> Reading:
     """Start reading the planner's windows, with a client of their own.
@@ -1059,4 +1067,4 @@ def _open_reading(
         )
 
     items = read_windows(planner, read, concurrency=settings.concurrency)
-    return Reading(items, end, planner, client)
+    return Reading(items, end, planner, client, now=now)

@@ -229,8 +229,8 @@ def test_row_chunks_load_every_row_once_and_read_no_page_twice(
     assert many.rows == one.rows == _visible(server).num_rows
     # No page is read twice: beyond the rows loaded, only the few rows of tie
     # runs held back at page ends are served again. With one reader the
-    # windows come out as in one chunk, so the pages do too, and each chunk
-    # adds one request for the service's clock.
+    # windows come out as in one chunk, so the pages do too; a chunk that takes
+    # a parked reading over goes by its clock, so no chunk asks for it again.
     served = server.counters.snapshot()["rows_served"]
     assert served - many.rows < 100
     # Windows aim at 1,000 rows: a chunk ends at the first window boundary
@@ -239,7 +239,7 @@ def test_row_chunks_load_every_row_once_and_read_no_page_twice(
         assert sum(chunk[:-1]) + 1_000 <= 1_500 < sum(chunk) + 1_000
     if concurrency == 1:
         assert served == served_once
-        assert many.requests - many.chunks == one.requests - one.chunks
+        assert many.requests == one.requests
     assert not [t for t in threading.enumerate() if t.name == "logfire-read-ahead"]
 
 
