@@ -169,7 +169,8 @@ def run_fetch(spec: Spec) -> Figures:
         start=spec.start,
         concurrency=spec.concurrency,
     )
-    query = _TableQuery(TABLES[spec.table], settings, horizon=None)  # type: ignore[index]
+    spec_table = TABLES[spec.table]  # type: ignore[index]
+    query = _TableQuery(spec_table, settings, horizon=None)
     stats = WindowStats()
     started = time.perf_counter()
     with LogfireClient(spec.token, base_url=spec.url) as client:

@@ -72,9 +72,7 @@ class Reading:
 
     def close(self) -> None:
         """Stop the reader threads and close the client."""
-        close = getattr(self.items, "close", None)
-        if close is not None:
-            close()
+        _close_items(self.items)
         self.client.close()
 
 
@@ -218,20 +216,23 @@ class _Parked:
                 raise self._failure
             yield from self._reading.items
         finally:
-            self._stop_reading()
+            # The client stays open: the resumed reading owns it.
+            _close_items(self._reading.items)
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     def close(self) -> None:
         """Stop draining, close the reading and delete its files."""
         self._stop.set()
         self._thread.join()
-        self._stop_reading()
-        self._reading.client.close()
-
-    def _stop_reading(self) -> None:
-        close = getattr(self._reading.items, "close", None)
-        if close is not None:
-            close()
+        self._reading.close()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _close_items(items: Iterator[Item]) -> None:
+    """Close a generator of items, which stops the threads that feed it."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
 
 
 def _read(path: Path) -> pa.Table:

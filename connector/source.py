@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -349,7 +349,6 @@ class _TableSync:
         self.settings = settings
         self.progress = progress
         self.read_ahead = read_ahead
-        self.stats = WindowStats()
         self.windows = 0
         self.rows = 0
         self.requests = 0
@@ -470,30 +469,27 @@ class _TableSync:
     ) -> Iterator[pa.RecordBatch]:
         """Yield the reading's windows, moving `state[mark]` past each one.
 
-        Under :func:`connector.run_sync`, the chunk ends at the first window
-        that brings it to `chunk_rows` rows, and the rest of the reading is
-        parked for the next chunk, which run_sync starts at once.
+        Under :func:`connector.run_sync`, the chunk ends where
+        :meth:`_chunk_is_full` says, and the rest of the reading is parked for
+        the next chunk, which run_sync starts at once.
         """
+
+        def done(window: Window, rows: int) -> bool:
+            self._done(window, rows, state, mark, reading.planner)
+            return self._chunk_is_full(reading.planner) and window.hi < reading.end
+
         parked = False
         try:
-            rows = 0
-            for window, batch in reading.items:
-                if batch is not None:
-                    rows += batch.num_rows
-                    yield batch
-                    continue
-                self._done(window, rows, state, mark, reading.planner)
-                rows = 0
-                if self._chunk_is_full(reading.planner) and window.hi < reading.end:
-                    assert self.read_ahead is not None
-                    self.read_ahead.park(
-                        f"{self.spec.name}/{mark}",
-                        window.hi,
-                        reading,
-                        spool_rows=self.settings.chunk_rows,
-                    )
-                    parked = True
-                    return
+            last = yield from _window_batches(reading, done)
+            if last is not None:
+                assert self.read_ahead is not None
+                self.read_ahead.park(
+                    f"{self.spec.name}/{mark}",
+                    last.hi,
+                    reading,
+                    spool_rows=self.settings.chunk_rows,
+                )
+                parked = True
         finally:
             self.requests += reading.uncounted_requests()
             if not parked:
@@ -916,8 +912,8 @@ class _QuerySync:
         self.query = query
         self.settings = settings
         self.progress = progress
-        self.stats = WindowStats()
         self.windows = 0
+        self.rows = 0
         self.requests = 0
 
     def run(self) -> Iterator[pa.RecordBatch]:
@@ -937,9 +933,7 @@ class _QuerySync:
             if end > watermark:
                 planner = _planner(settings, watermark, end, state, settings.max_width)
 
-                reading = _open_reading(
-                    planner, self.query.window_query, settings, end, stats=self.stats
-                )
+                reading = _open_reading(planner, self.query.window_query, settings, end)
                 try:
                     yield from self._read(reading, state)
                 finally:
@@ -954,7 +948,7 @@ class _QuerySync:
             self.progress(
                 TableSynced(
                     table=self.query.name,
-                    rows=self.stats.rows,
+                    rows=self.rows,
                     windows=self.windows,
                     requests=requests,
                     watermark=final,
@@ -967,20 +961,19 @@ class _QuerySync:
 
     def _read(self, reading: Reading, state: dict[str, Any]) -> Iterator[pa.Table]:
         """Yield the reading's windows, moving the watermark past each one."""
-        rows = 0
-        for window, batch in reading.items:
-            if batch is not None:
-                rows += batch.num_rows
-                yield batch
-                continue
+
+        def done(window: Window, rows: int) -> bool:
             state["window_seconds"] = reading.planner.width.total_seconds()
             self._window_done(state, window, rows)
-            rows = 0
+            return False
+
+        yield from _window_batches(reading, done)
 
     def _window_done(self, state: dict[str, Any], window: Window, rows: int) -> None:
         """Move the watermark past a window whose rows were all yielded."""
         state["watermark"] = _iso(window.hi)
         state["rows_loaded"] = int(state.get("rows_loaded", 0)) + rows
+        self.rows += rows
         self.windows += 1
         logger.info(
             "%s: window %s loaded %s rows; watermark is now %s.",
@@ -1042,7 +1035,6 @@ def _open_reading(
     settings: Settings,
     end: datetime,
     now: datetime | None = None,
-    stats: WindowStats | None = None,
 ) -> Reading:
     """Start reading the planner's windows, with a client of their own.
 
@@ -1050,7 +1042,7 @@ def _open_reading(
     as a reading parked between chunks outlives the run that started it.
     """
     client = _make_client(settings)
-    counted = stats or WindowStats()
+    stats = WindowStats()
 
     def read(window: Window) -> Iterator[pa.RecordBatch]:
         # Shaping batches here runs it in the reader threads, off dlt's thread.
@@ -1059,7 +1051,7 @@ def _open_reading(
             client,
             query,
             page_size=settings.page_size,
-            stats=counted,
+            stats=stats,
             verify_counts=settings.verify_counts,
         )
         yield from _regrouped(
@@ -1068,3 +1060,23 @@ def _open_reading(
 
     items = read_windows(planner, read, concurrency=settings.concurrency)
     return Reading(items, end, planner, client, now=now)
+
+
+def _window_batches(
+    reading: Reading, done: Callable[[Window, int], bool]
+) -> Generator[pa.Table, None, Window | None]:
+    """Yield the reading's rows, calling ``done(window, rows)`` after each window.
+
+    Stops after the first window for which `done` returns true, and returns
+    that window; returns None once the reading is exhausted.
+    """
+    rows = 0
+    for window, batch in reading.items:
+        if batch is not None:
+            rows += batch.num_rows
+            yield batch
+            continue
+        if done(window, rows):
+            return window
+        rows = 0
+    return None
