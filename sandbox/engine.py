@@ -17,7 +17,10 @@ segment therefore stops growing at about 130,000 rows and remembers the range of
 its timestamp columns; each query is planned first over empty stand-ins, and only
 the segments that meet the time ranges its plan filters on are handed to it (see
 `sandbox.pruning`). Stored in `created_at` order, as generated data is, a query
-on an hour of a day reads an hour's segments.
+on an hour of a day reads an hour's segments. Within them, a batch sorted on a
+bounded column is cut to the bounded rows by binary search, and the cut pieces
+are handed over for that query alone: a page that starts after a cursor does
+not filter the rows before it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import datafusion
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import DataFrame, Expr, SessionConfig, SessionContext, SQLOptions, col
@@ -52,6 +57,9 @@ _SEGMENT_SLICES = 2
 
 _PROBE_PREFIX = "__sandbox_probe_"
 """The names of the empty stand-ins a query is first planned over."""
+
+_ROWS_PREFIX = "__sandbox_rows_"
+"""The names of the cut segments a query reads, in its own session."""
 
 
 @dataclass(frozen=True)
@@ -106,13 +114,15 @@ class _Segment:
     """A run of a table's stored batches, handed to DataFusion as one table.
 
     `ranges` holds the least and greatest microseconds of each prunable
-    column's non-null values.
+    column's non-null values; `orders` holds, for each batch, the microseconds
+    of the prunable columns it is sorted on and has no null in.
     """
 
     batches: tuple[pa.RecordBatch, ...]
     table: Table
     slice_count: int
     ranges: dict[str, pruning.Bounds]
+    orders: tuple[dict[str, npt.NDArray[np.int64]], ...]
 
 
 def _prunable(table_name: str) -> tuple[str, ...]:
@@ -135,6 +145,19 @@ def _ranges(
     return ranges
 
 
+def _orders(table_name: str, batch: pa.RecordBatch) -> dict[str, npt.NDArray[np.int64]]:
+    """The microseconds of the prunable columns `batch` is sorted on, nulls aside."""
+    orders = {}
+    for name in _prunable(table_name):
+        column = batch.column(name)
+        if column.null_count:
+            continue
+        micros = column.view(pa.int64()).to_numpy()
+        if bool(np.all(micros[1:] >= micros[:-1])):
+            orders[name] = micros
+    return orders
+
+
 def _slices(batch: pa.RecordBatch) -> list[pa.RecordBatch]:
     return [
         batch.slice(offset, _SLICE_ROWS)
@@ -149,7 +172,8 @@ def _memory_table(table_name: str, batches: Sequence[pa.RecordBatch]) -> _Segmen
     context.register_record_batches("segment", [slices or [empty]])
     table = context.table_provider("segment")
     ranges = _ranges(table_name, batches)
-    return _Segment(tuple(batches), table, len(slices), ranges)
+    orders = tuple(_orders(table_name, batch) for batch in batches)
+    return _Segment(tuple(batches), table, len(slices), ranges, orders)
 
 
 def _slice_count(batch: pa.RecordBatch) -> int:
@@ -242,6 +266,31 @@ def _needed(
     if scans is None:
         return segments
     return [segment for segment in segments if pruning.needed(segment.ranges, scans)]
+
+
+def _narrowed(
+    segment: _Segment, bounds: pruning.ScanRanges
+) -> list[pa.RecordBatch] | None:
+    """The segment's rows within `bounds`; None if no row falls outside.
+
+    Only batches sorted on a bounded column are cut, by binary search, so
+    that a query on the rows after a cursor does not filter a whole segment.
+    """
+    pieces, cut = [], False
+    for batch, orders in zip(segment.batches, segment.orders, strict=True):
+        start, stop = 0, int(batch.num_rows)
+        for column, (low, high) in bounds.items():
+            micros = orders.get(column)
+            if micros is None:
+                continue
+            if low is not None:
+                start = max(start, int(np.searchsorted(micros, low, side="left")))
+            if high is not None:
+                stop = min(stop, int(np.searchsorted(micros, high, side="right")))
+        cut = cut or start > 0 or stop < batch.num_rows
+        if start < stop:
+            pieces.append(batch.slice(start, stop - start))
+    return pieces if cut else None
 
 
 def _timestamp(value: datetime) -> Expr:
@@ -357,8 +406,12 @@ class QueryEngine:
         }
         scans = self._probe(context, request, now)
         for table_name in schema.TABLES:
-            kept = _needed(segments[table_name], scans.get(table_name))
-            view = self._view(context, table_name, kept, request, now)
+            frames = self._frames(
+                context, table_name, segments[table_name], scans.get(table_name)
+            )
+            view = self._filtered(
+                functools.reduce(DataFrame.union, frames), table_name, request, now
+            )
             context.register_view(table_name, view)
         frame = self._plan(context, request)
 
@@ -418,22 +471,32 @@ class QueryEngine:
             context.deregister_table(_PROBE_PREFIX + table_name)
         return {probe[len(_PROBE_PREFIX) :]: ranges for probe, ranges in found.items()}
 
-    def _view(
+    def _frames(
         self,
         context: SessionContext,
         table_name: str,
-        segments: Sequence[_Segment],
-        request: QueryRequest,
-        now: datetime,
-    ) -> DataFrame:
-        """A table as the request sees it: filtered, without `_visible_at`."""
-        tables = [segment.table for segment in segments]
-        if not tables:
-            tables = [self._caches[table_name].empty.table]
-        frames = [context.read_table(table) for table in tables]
-        return self._filtered(
-            functools.reduce(DataFrame.union, frames), table_name, request, now
-        )
+        segments: list[_Segment],
+        scans: list[pruning.ScanRanges] | None,
+    ) -> list[DataFrame]:
+        """The stored rows the scans can read, in stored order, as frames.
+
+        A segment whose rows the scans all read is handed over as cached; one
+        that is cut is registered in the request's session as its pieces.
+        """
+        bounds = {} if scans is None else pruning.hull(scans)
+        frames = []
+        for number, segment in enumerate(_needed(segments, scans)):
+            pieces = _narrowed(segment, bounds)
+            if pieces is None:
+                frames.append(context.read_table(segment.table))
+            elif pieces:
+                name = f"{_ROWS_PREFIX}{table_name}_{number}"
+                slices = [piece for batch in pieces for piece in _slices(batch)]
+                context.register_record_batches(name, [slices])
+                frames.append(context.table(name))
+        if not frames:
+            frames.append(context.read_table(self._caches[table_name].empty.table))
+        return frames
 
     def _filtered(
         self, frame: DataFrame, table_name: str, request: QueryRequest, now: datetime

@@ -6,9 +6,9 @@ stand-ins of the tables, reads the time ranges every scan of a table is
 filtered to, and hands the real plan only the segments whose time ranges
 meet one of them.
 
-Only what is certain narrows the segments: a comparison of a plain timestamp
-column with a literal, at the top of the AND-ed filter right above a scan.
-Anything else (an OR, a cast, a scan with no filter, a scan the walk cannot
+Only what is certain narrows the segments: comparisons of a plain timestamp
+column with a literal, combined by AND and OR, in the filter right above a
+scan. Anything else (a cast, a scan with no filter, a scan the walk cannot
 see, such as one in a subquery expression) leaves the table unpruned. A
 comparison is false on null, so a row whose column is null never meets one,
 and a segment's range need only cover its non-null values.
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["Bounds", "ScanRanges", "needed", "scan_ranges"]
+__all__ = ["Bounds", "ScanRanges", "hull", "needed", "scan_ranges"]
 
 Bounds = tuple[int | None, int | None]
 """The lowest and highest microseconds a column may hold; None is open."""
@@ -29,8 +29,8 @@ ScanRanges = dict[str, Bounds]
 """One scan's bounds, by column; a column not named is not bounded."""
 
 _MICROSECONDS: Final = "Timestamp(µs"
-_LOWER: Final = frozenset({">", ">="})
-_UPPER: Final = frozenset({"<", "<="})
+_LOWER: Final = frozenset({">", ">=", "="})
+_UPPER: Final = frozenset({"<", "<=", "="})
 _FLIPPED: Final = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
 
 
@@ -113,37 +113,93 @@ def _ranges(predicates: list[Any], columns: set[str]) -> ScanRanges:
     """The bounds that the AND of `predicates` puts on `columns`."""
     ranges: ScanRanges = {}
     for predicate in predicates:
-        for comparison in _comparisons(predicate):
-            if comparison.column not in columns:
-                continue
-            low, high = ranges.get(comparison.column, (None, None))
-            if comparison.op in _LOWER or comparison.op == "=":
-                low = comparison.micros if low is None else max(low, comparison.micros)
-            if comparison.op in _UPPER or comparison.op == "=":
-                high = (
-                    comparison.micros if high is None else min(high, comparison.micros)
-                )
-            ranges[comparison.column] = (low, high)
+        ranges = _both(ranges, _bounds(predicate, columns))
     return ranges
 
 
-def _comparisons(expr: Any) -> list[_Comparison]:
-    """The column-to-literal comparisons AND-ed at the top of `expr`."""
+def _bounds(expr: Any, columns: set[str]) -> ScanRanges:
+    """The bounds a row meeting `expr` has on `columns`; none where unsure.
+
+    An AND meets both sides' bounds. An OR meets one side's, so only a column
+    both sides bound is bounded, by the hull of the two: the cursor condition
+    ``a > x OR (a = x AND b > y)`` keeps rows with ``a >= x``.
+    """
     variant = expr.to_variant()
     if type(variant).__name__ != "BinaryExpr":
-        return []
+        return {}
     op = str(variant.op())
     if op.upper() == "AND":
-        return [*_comparisons(variant.left()), *_comparisons(variant.right())]
+        left = _bounds(variant.left(), columns)
+        return _both(left, _bounds(variant.right(), columns))
+    if op.upper() == "OR":
+        left = _bounds(variant.left(), columns)
+        return _either(left, _bounds(variant.right(), columns))
+    comparison = _comparison(variant, op)
+    if comparison is None or comparison.column not in columns:
+        return {}
+    low = comparison.micros if comparison.op in _LOWER else None
+    high = comparison.micros if comparison.op in _UPPER else None
+    return {comparison.column: (low, high)}
+
+
+def _both(left: ScanRanges, right: ScanRanges) -> ScanRanges:
+    """The bounds of rows that meet both `left` and `right`."""
+    ranges = dict(left)
+    for column, (low, high) in right.items():
+        known_low, known_high = ranges.get(column, (None, None))
+        ranges[column] = (_pick(max, known_low, low), _pick(min, known_high, high))
+    return ranges
+
+
+def _either(left: ScanRanges, right: ScanRanges) -> ScanRanges:
+    """The bounds of rows that meet `left` or `right`: the hull, where both bound."""
+    ranges: ScanRanges = {}
+    for column in left.keys() & right.keys():
+        (left_low, left_high), (right_low, right_high) = left[column], right[column]
+        low = _loosest(min, left_low, right_low)
+        high = _loosest(max, left_high, right_high)
+        if low is not None or high is not None:
+            ranges[column] = (low, high)
+    return ranges
+
+
+def _pick(choose: Any, known: int | None, new: int | None) -> int | None:
+    """`choose` of two bounds, where None is no bound."""
+    if known is None:
+        return new
+    if new is None:
+        return known
+    return int(choose(known, new))
+
+
+def _loosest(choose: Any, left: int | None, right: int | None) -> int | None:
+    """`choose` of two bounds, or no bound if either side has none."""
+    if left is None or right is None:
+        return None
+    return int(choose(left, right))
+
+
+def hull(scans: list[ScanRanges]) -> ScanRanges:
+    """Bounds that hold for a row of any of `scans`: those every scan puts."""
+    if not scans:
+        return {}
+    ranges = scans[0]
+    for scan in scans[1:]:
+        ranges = _either(ranges, scan)
+    return ranges
+
+
+def _comparison(variant: Any, op: str) -> _Comparison | None:
+    """A column compared with a timestamp literal, the column on the left."""
     if op not in _FLIPPED:
-        return []
+        return None
     left, right = variant.left().to_variant(), variant.right().to_variant()
     if type(left).__name__ == "Literal":
         left, right, op = right, left, _FLIPPED[op]
     if type(left).__name__ != "Column" or type(right).__name__ != "Literal":
-        return []
+        return None
     micros = _micros(right)
-    return [] if micros is None else [_Comparison(left.name(), op, micros)]
+    return None if micros is None else _Comparison(left.name(), op, micros)
 
 
 def _micros(literal: Any) -> int | None:

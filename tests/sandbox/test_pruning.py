@@ -78,6 +78,13 @@ QUERIES = [
     f"SELECT (SELECT max(created_at) FROM records) AS newest, count(*) AS n "
     f"FROM records WHERE created_at < {_at(5)}",
     "SELECT count(*) AS n FROM records",
+    f"SELECT * FROM records WHERE created_at > {_at(1500)} OR (created_at = "
+    f"{_at(1500)} AND span_id > '{1500:016x}') ORDER BY created_at, span_id LIMIT 30",
+    f"SELECT * FROM records WHERE (created_at >= {_at(300)} AND created_at < "
+    f"{_at(320)}) OR (created_at > {_at(1700)} AND created_at <= {_at(1710)}) "
+    "ORDER BY span_id",
+    f"SELECT * FROM records WHERE created_at < {_at(40)} OR level = 9 ORDER BY span_id"
+    " LIMIT 5",
 ]
 
 
@@ -135,3 +142,69 @@ def test_a_narrow_range_reads_only_the_segments_it_needs(small_segments: None) -
     assert result.plans is not None
     # Rows 450 to 619 lie in the segments of rows 400-599 and 600-799.
     assert result.plans.count("DataSourceExec") == 2
+
+
+def test_a_cursor_condition_reads_only_the_segments_after_it(
+    small_segments: None,
+) -> None:
+    sql = (
+        f"SELECT * FROM records WHERE created_at > {_at(1500)} OR "
+        f"(created_at = {_at(1500)} AND span_id > '{1500:016x}')"
+    )
+    request = QueryRequest(
+        sql=sql,
+        min_timestamp=BASE - timedelta(days=1),
+        max_timestamp=None,
+        limit=10_000,
+        explain=True,
+    )
+    result = _engine(list(range(ROWS))).execute(request)
+
+    assert sum(batch.num_rows for batch in result.batches) == 499
+    assert result.plans is not None
+    # Rows 1500 to 1999 lie in the segments of rows 1400-1599, 1600-1799 and
+    # 1800-1999; an OR the pruning could not read would scan all ten.
+    assert result.plans.count("DataSourceExec") == 3
+
+
+def _segment(order: list[int]) -> engine._Segment:
+    """A segment of `order`'s records, in stored batches of `SLICE` rows."""
+    table = store.conform("records", _records(order))
+    return engine._memory_table("records", table.to_batches(max_chunksize=SLICE))
+
+
+def _micros(seconds: int) -> int:
+    return int((BASE + timedelta(seconds=seconds)).timestamp() * 1_000_000)
+
+
+def test_a_sorted_segment_is_cut_to_the_bounded_rows() -> None:
+    segment = _segment(list(range(300)))
+    bounds = {"created_at": (_micros(150), _micros(249))}
+
+    pieces = engine._narrowed(segment, bounds)
+
+    assert pieces is not None
+    seconds = [
+        int((moment - BASE).total_seconds())
+        for piece in pieces
+        for moment in piece.column("created_at").to_pylist()
+    ]
+    assert seconds == list(range(150, 250))
+
+
+def test_only_batches_sorted_on_the_column_are_cut() -> None:
+    order = list(range(300))
+    order[10], order[20] = order[20], order[10]
+    segment = _segment(order)
+
+    pieces = engine._narrowed(segment, {"created_at": (_micros(150), None)})
+
+    assert pieces is not None
+    assert [piece.num_rows for piece in pieces] == [100, 50, 100]
+
+
+def test_bounds_that_hold_every_row_leave_the_segment_whole() -> None:
+    segment = _segment(list(range(300)))
+
+    assert engine._narrowed(segment, {"created_at": (_micros(0), None)}) is None
+    assert engine._narrowed(segment, {"level": (0, 1)}) is None
