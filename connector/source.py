@@ -191,7 +191,9 @@ def logfire_source(
             [24 h].
         lateness_ahead: How long after `created_at` it can be [1 h].
         page_size: Rows per request, 1 to 10,000 [10,000].
-        target_pages: About how many pages a window should hold [20].
+        target_pages: About how many pages a window should hold [20];
+            under :func:`connector.run_sync`, windows hold no more than a
+            `concurrency`-th of `chunk_rows`, so that every reader has one.
         concurrency: Windows read at once, 1 to 16 [1]; rows are still
             yielded in window order, and reading runs ahead of loading.
         timeout: Seconds to wait for each read from the service [120].
@@ -201,10 +203,10 @@ def logfire_source(
             backfill of history is committed piece by piece.
         chunk_rows: Under :func:`connector.run_sync`, a run ends at the
             first window boundary where one more window of the size windows
-            aim at (`target_pages` pages) would take it past this many rows
-            [200,000, so a run loads one window], and the next run goes on at
-            once with the rows read meanwhile; this bounds the memory and the
-            disk a load takes. A plain ``pipeline.run`` reads its whole chunk.
+            aim at would take it past this many rows [200,000, so a run loads
+            `concurrency` windows], and the next run goes on at once with the
+            rows read meanwhile; this bounds the memory and the disk a load
+            takes. A plain ``pipeline.run`` reads its whole chunk.
         backfill: ``(start, end)``: re-read event times in ``[start, end)``
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
@@ -400,7 +402,14 @@ class _TableSync:
         reading = self._resume("watermark", watermark)
         end = min(horizon, watermark + settings.chunk)
         if reading is None and end > watermark:
-            planner = _planner(settings, watermark, end, state, settings.max_width)
+            planner = _planner(
+                settings,
+                watermark,
+                end,
+                state,
+                settings.max_width,
+                chunked=self.read_ahead is not None,
+            )
             query = _TableQuery(self.spec, settings, horizon=None)
             reading = _open_reading(planner, query.window_query, settings, end, now)
         if reading is not None:
@@ -442,7 +451,14 @@ class _TableSync:
         reading = self._resume("done_until", done_until)
         if reading is None and end > done_until:
             width = max_event_time_width()
-            planner = _planner(settings, done_until, end, progress, width)
+            planner = _planner(
+                settings,
+                done_until,
+                end,
+                progress,
+                width,
+                chunked=self.read_ahead is not None,
+            )
             query = _TableQuery(self.spec, settings, horizon=horizon)
             reading = _open_reading(planner, query.window_query, settings, end, now)
         if reading is not None:
@@ -994,6 +1010,8 @@ def _planner(
     end: datetime,
     state: dict[str, Any],
     max_width: timedelta,
+    *,
+    chunked: bool = False,
 ) -> WindowPlanner:
     """A planner over ``[start, end)`` that resumes the last run's width."""
     return WindowPlanner(
@@ -1001,10 +1019,24 @@ def _planner(
         end,
         width=_stored_width(state, settings.initial_window),
         max_width=max_width,
-        target_rows=settings.target_pages * settings.page_size,
+        target_rows=_window_rows(settings, chunked=chunked),
         page_rows=settings.page_size,
         concurrency=settings.concurrency,
     )
+
+
+def _window_rows(settings: Settings, *, chunked: bool) -> int:
+    """The rows a window aims at: `target_pages` pages.
+
+    In row chunks, no more than a `concurrency`-th of `chunk_rows` (and no
+    less than a page): windows are read at once only within a chunk and its
+    read-ahead, so a chunk of one big window would leave the other readers idle.
+    """
+    rows = settings.target_pages * settings.page_size
+    if not chunked:
+        return rows
+    share = settings.chunk_rows // settings.concurrency
+    return min(rows, max(settings.page_size, share))
 
 
 def _regrouped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:

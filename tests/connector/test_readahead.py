@@ -233,10 +233,15 @@ def test_row_chunks_load_every_row_once_and_read_no_page_twice(
     # a parked reading over goes by its clock, so no chunk asks for it again.
     served = server.counters.snapshot()["rows_served"]
     assert served - many.rows < 100
-    # Windows aim at 1,000 rows: a chunk ends at the first window boundary
-    # where one more would take it past 1,500, and not before.
-    for chunk in _chunks(events)[:-1]:
-        assert sum(chunk[:-1]) + 1_000 <= 1_500 < sum(chunk) + 1_000
+    # Windows aim at 1,000 rows, or with three readers at a third of a chunk:
+    # a chunk ends at the first window boundary where one more would take it
+    # past 1,500, and not before.
+    aim = 1_000 if concurrency == 1 else 500
+    chunks = _chunks(events)
+    for chunk in chunks[:-1]:
+        assert sum(chunk[:-1]) + aim <= 1_500 < sum(chunk) + aim
+    if concurrency > 1:
+        assert max(len(chunk) for chunk in chunks) >= concurrency
     if concurrency == 1:
         assert served == served_once
         assert many.requests == one.requests
