@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-chunks", type=int, help="stop after this many committed chunks"
     )
+    run.add_argument(
+        "--accept-filter-change",
+        action="store_true",
+        help="go on from the watermarks with filters other than their rows' own",
+    )
     run.set_defaults(command=_run)
 
     backfill = commands.add_parser(
@@ -276,6 +281,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.start:
         options["start"] = args.start
         _warn_if_start_ignored(pipeline)
+    if args.accept_filter_change:
+        options["accept_filter_change"] = True
     report = run_sync(
         pipeline, max_chunks=args.max_chunks, progress=_Progress(), **options
     )

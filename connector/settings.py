@@ -123,6 +123,7 @@ class Settings:
     require_end_marker: bool = True
     verify_counts: bool = False
     max_requests_per_minute: int | None = None
+    accept_filter_change: bool = False
 
     @property
     def max_width(self) -> timedelta:
@@ -159,6 +160,7 @@ def build_settings(
     require_end_marker: object = None,
     verify_counts: object = None,
     max_requests_per_minute: object = None,
+    accept_filter_change: object = None,
 ) -> Settings:
     """Check and convert the options of a sync; None means the default.
 
@@ -197,6 +199,9 @@ def build_settings(
         # only a count can tell, so counting is on unless turned off.
         verify_counts=_flag(verify_counts, "verify_counts", default=not marker),
         max_requests_per_minute=_budget(max_requests_per_minute),
+        accept_filter_change=_flag(
+            accept_filter_change, "accept_filter_change", default=False
+        ),
     )
     _check_together(settings)
     return settings

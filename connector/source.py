@@ -155,6 +155,7 @@ def logfire_source(
     require_end_marker: bool | None = None,
     verify_counts: bool | None = None,
     max_requests_per_minute: int | None = None,
+    accept_filter_change: bool | None = None,
     progress: Progress | None = None,
     read_ahead: ReadAhead | None = None,
 ) -> list[DltResource]:
@@ -220,6 +221,10 @@ def logfire_source(
             cut cleanly between two batches.
         max_requests_per_minute: Send at most this many requests in any
             minute, over all windows in flight and all chunks [no limit].
+        accept_filter_change: Go on from the watermark with filters other
+            than those its rows were read with [false: such a run fails,
+            since rows before the watermark that only the new filters keep
+            would never be read].
         progress: Called with a :class:`WindowLoaded` after every window and a
             :class:`TableSynced` after every table.
         read_ahead: Where run_sync keeps what is read on between runs.
@@ -258,6 +263,7 @@ def logfire_source(
         require_end_marker=require_end_marker,
         verify_counts=verify_counts,
         max_requests_per_minute=max_requests_per_minute,
+        accept_filter_change=accept_filter_change,
     )
     return [
         _table_resource(TABLES[name], settings, progress, read_ahead)
@@ -360,6 +366,8 @@ class _TableSync:
         state: dict[str, Any] = dlt.current.resource_state()
         started = time.monotonic()
         mark = "watermark" if self.settings.backfill is None else "done_until"
+        if self.settings.backfill is None:
+            self._check_filters(state)
         with _make_client(self.settings) as client:
             now = self._parked_now(mark) or client.server_now()
             horizon = now - self.settings.settle
@@ -387,6 +395,27 @@ class _TableSync:
                 seconds=time.monotonic() - started,
             )
         )
+
+    def _check_filters(self, state: dict[str, Any]) -> None:
+        """Refuse other filters than the ones the watermark was reached with.
+
+        The watermark says that every row stored before it has been read, but
+        only through the filters of the runs that read it: rows that new
+        filters keep and old ones did not would be left behind for good.
+        """
+        filters = table_filters(self.spec, self.settings)
+        known = state.get("filters")
+        watermark = state.get("watermark")
+        if watermark is not None and known is not None and known != filters:
+            message = _filters_changed(self.spec.name, known, filters, watermark)
+            if not self.settings.accept_filter_change:
+                raise ConfigurationError(message)
+            logger.warning(
+                "Going on with new filters for %s from %s, as asked.",
+                self.spec.name,
+                watermark,
+            )
+        state["filters"] = filters
 
     def _incremental(
         self, state: dict[str, Any], now: datetime, horizon: datetime
@@ -643,6 +672,27 @@ class _TableQuery:
             label=self.spec.name,
             count=count,
         )
+
+
+def _filters_changed(
+    table: str, before: Sequence[str], after: Sequence[str], watermark: str
+) -> str:
+    """The error for filters that differ from the ones the watermark was read with."""
+
+    def shown(filters: Sequence[str]) -> str:
+        return " AND ".join(" ".join(str(part).split()) for part in filters) or "none"
+
+    return (
+        f"The filters of {table} are not the ones its rows up to the watermark "
+        f"({watermark}) were read with: they were {shown(before)}, and are now "
+        f"{shown(after)}. Rows stored before the watermark that only the new "
+        "filters keep would never be loaded. To load them, backfill the event "
+        "times up to now with the new filters (`logfire-sync backfill --start "
+        "... --end ...`; rows already loaded merge into one copy), then run once "
+        "with accept_filter_change=true (`logfire-sync run "
+        "--accept-filter-change`). To apply the new filters only from the "
+        "watermark on, just run once with it."
+    )
 
 
 def _select_list(columns: Sequence[str] | None) -> str:

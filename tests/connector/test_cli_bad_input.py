@@ -517,3 +517,21 @@ def test_a_start_given_to_a_synced_pipeline_is_said_to_be_ignored(
     for table in ("records", "metrics"):
         after = Snapshot.of(state).resources[table]
         assert after["watermark"] == before[table]["watermark"]
+
+
+def test_other_filters_than_the_watermarks_exit_2_until_accepted(
+    server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    narrowed = ["run", *common(server, state), "--service", "api"]
+    refused(
+        capsys,
+        state,
+        narrowed,
+        2,
+        "The filters of records are not the ones",
+        "they were none, and are now service_name IN ('api')",
+        "logfire-sync run --accept-filter-change",
+    )
+
+    assert run_cli([*narrowed, "--accept-filter-change"], {}) == 0
+    assert run_cli(narrowed, {}) == 0

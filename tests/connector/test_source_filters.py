@@ -20,7 +20,8 @@ from synchelp import (
     sandbox,
 )
 
-from connector.sync import run_sync
+from connector.errors import ConfigurationError
+from connector.sync import run_backfill, run_sync
 from sandbox.server import SandboxServer
 
 START = (NOW - timedelta(hours=30)).isoformat()
@@ -107,3 +108,37 @@ def test_a_raw_where_condition_is_anded_even_with_a_trailing_comment(
     loaded = sync(server, tmp_path, where="kind = 'log' -- only logs")
     rows = visible(server)
     assert_same_rows(loaded, rows.filter(pc.equal(rows["kind"], "log")))
+
+
+def test_other_filters_than_the_watermarks_fail_until_accepted(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    options: dict[str, Any] = {
+        "read_token": server.token,
+        "base_url": server.url,
+        "start": START,
+        "tables": ["records"],
+    }
+    run_sync(dest.pipeline, service_names=["api"], **options)
+    only_api = dest.count("records")
+    rows = visible(server)
+    assert only_api == pc.sum(pc.equal(rows["service_name"], "api")).as_py()
+
+    server.counters.reset()
+    with pytest.raises(ConfigurationError) as refused:
+        run_sync(dest.pipeline, **options)
+    message = str(refused.value)
+    assert "service_name IN ('api')" in message
+    assert "are now none" in message
+    assert "--accept-filter-change" in message
+    assert server.counters.snapshot()["requests"]["total"] == 0
+    assert dest.count("records") == only_api
+
+    # What the message advises: backfill with the new filters, then accept.
+    run_backfill(dest.pipeline, START, NOW.isoformat(), **options)
+    accepted = run_sync(dest.pipeline, accept_filter_change=True, **options)
+    again = run_sync(dest.pipeline, **options)
+
+    assert accepted.rows == again.rows == 0
+    assert_same_rows(dest.table("records"), rows)
