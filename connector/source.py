@@ -450,13 +450,20 @@ class _TableSync:
         state["caught_up"] = watermark is not None and watermark >= horizon
 
     def _backfill_state(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The progress of this backfill, kept apart from the watermark."""
+        """The progress of this backfill, kept apart from the watermark.
+
+        Other ranges' finished backfills are forgotten: one asked for again
+        starts over anyway, so the state keeps only the unfinished ones and
+        this one, however many ranges a daily backfill goes through.
+        """
         assert self.settings.backfill is not None
         start, end = self.settings.backfill
+        key = f"{_iso(start)}/{_iso(end)}"
         backfills: dict[str, Any] = state.setdefault("backfills", {})
-        progress: dict[str, Any] = backfills.setdefault(
-            f"{_iso(start)}/{_iso(end)}", {}
-        )
+        for other in [name for name, kept in backfills.items() if kept.get("finished")]:
+            if other != key:
+                del backfills[other]
+        progress: dict[str, Any] = backfills.setdefault(key, {})
         if progress.get("finished"):
             # Asked for again once finished, a backfill reads its range again.
             progress.clear()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,39 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
     rest = run_backfill(dest.pipeline, FROM, NOW, **backfill, **options(server))
     assert rest.caught_up
     assert_same_rows(dest.table("records"), visible(server, "records"))
+
+
+def test_finished_backfills_of_other_ranges_leave_the_state(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    hours = [NOW - timedelta(hours=n) for n in (5, 4, 3, 2)]
+    unfinished = run_backfill(
+        dest.pipeline,
+        hours[0],
+        NOW,
+        max_chunks=1,
+        tables=["records"],
+        chunk="30m",
+        **options(server),
+    )
+    assert not unfinished.caught_up
+    for start, end in itertools.pairwise(hours):
+        run_backfill(dest.pipeline, start, end, tables=["records"], **options(server))
+
+    resource = dest.pipeline.state["sources"]["logfire"]["resources"]["records"]
+    kept = {
+        name: progress["finished"] for name, progress in resource["backfills"].items()
+    }
+    assert kept == {
+        f"{_stamp(hours[0])}/{_stamp(NOW)}": False,
+        f"{_stamp(hours[2])}/{_stamp(hours[3])}": True,
+    }
+
+
+def _stamp(moment: datetime) -> str:
+    """An instant as the state keeps it."""
+    return moment.isoformat(timespec="microseconds")
 
 
 def test_parquet_files_on_the_filesystem_destination_get_every_row_once(
