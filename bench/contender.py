@@ -259,7 +259,7 @@ def _sync_until(pipeline: Any, options: dict[str, Any], seconds: float) -> list[
     return reports
 
 
-_INCREMENTAL_ROUNDS = 5
+_INCREMENTAL_ROUNDS = 3
 """Times each of the two short runs this often, taking the median: one run of
 a tenth of a second is at the mercy of whatever else the machine does."""
 
