@@ -437,7 +437,7 @@ class _TableSync:
                 end,
                 state,
                 settings.max_width,
-                chunked=self.read_ahead is not None,
+                chunked=self._chunked,
             )
             query = _TableQuery(self.spec, settings, horizon=None)
             reading = _open_reading(planner, query.window_query, settings, end, now)
@@ -493,7 +493,7 @@ class _TableSync:
                 end,
                 progress,
                 width,
-                chunked=self.read_ahead is not None,
+                chunked=self._chunked,
             )
             query = _TableQuery(self.spec, settings, horizon=horizon)
             reading = _open_reading(planner, query.window_query, settings, end, now)
@@ -554,9 +554,14 @@ class _TableSync:
         the planner aims at would take it past them: a small first window is
         not followed by a full one in the same load.
         """
-        if self.read_ahead is None:
+        if not self._chunked:
             return False
         return self.rows + planner.target_rows > self.settings.chunk_rows
+
+    @property
+    def _chunked(self) -> bool:
+        """Whether this run reads in row chunks: under run_sync, which goes on."""
+        return self.read_ahead is not None
 
     def _done(
         self,
@@ -687,7 +692,7 @@ def _filters_changed(
     """The error for filters that differ from the ones the watermark was read with."""
 
     def shown(filters: Sequence[str]) -> str:
-        return " AND ".join(" ".join(str(part).split()) for part in filters) or "none"
+        return " AND ".join(" ".join(part.split()) for part in filters) or "none"
 
     return (
         f"The filters of {table} are not the ones its rows up to the watermark "

@@ -276,6 +276,8 @@ def _narrowed(
     Only batches sorted on a bounded column are cut, by binary search, so
     that a query on the rows after a cursor does not filter a whole segment.
     """
+    if not bounds:
+        return None
     pieces, cut = [], False
     for batch, orders in zip(segment.batches, segment.orders, strict=True):
         start, stop = 0, int(batch.num_rows)
