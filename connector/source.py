@@ -769,6 +769,7 @@ def logfire_sql_resource(
     require_end_marker: bool | None = None,
     verify_counts: bool | None = None,
     max_requests_per_minute: int | None = None,
+    accept_query_change: bool = False,
     progress: Progress | None = None,
 ) -> DltResource:
     """A resource that syncs the result of any query by a timestamp cursor.
@@ -801,6 +802,10 @@ def logfire_sql_resource(
     then the primary key, whose columns must not be null; without a primary
     key, more than 10,000 rows sharing one cursor value fail the sync.
 
+    The resource's state remembers the query, cursor and primary key its
+    watermark was reached with. A run with another one fails before any
+    request, because the rows before the watermark came from the old query.
+
     Args:
         name: The resource and table name.
         sql: The user's query.
@@ -823,6 +828,8 @@ def logfire_sql_resource(
         require_end_marker: As in :func:`logfire_source`.
         verify_counts: As in :func:`logfire_source`.
         max_requests_per_minute: As in :func:`logfire_source`.
+        accept_query_change: Go on from the watermark with a query, cursor or
+            primary key other than the one it was reached with.
         progress: As in :func:`logfire_source`.
 
     Raises:
@@ -852,7 +859,7 @@ def logfire_sql_resource(
 
     def rows() -> Iterator[pa.RecordBatch]:
         sync = _QuerySync(query, settings, progress)
-        yield from sync.run()
+        yield from sync.run(accept_query_change=accept_query_change)
 
     keys = list(query.primary_key)
     disposition: TWriteDispositionConfig = "append"
@@ -913,6 +920,14 @@ class _UserQuery:
         )
         self.settings = settings
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What the rows depend on, as kept in the resource's state."""
+        return {
+            "sql": self.sql,
+            "cursor_column": self.cursor,
+            "primary_key": list(self.primary_key),
+        }
+
     def window_query(self, window: Window) -> WindowQuery:
         """What the pager needs to read `window` of the cursor."""
         low, high = created_at_scan(
@@ -945,6 +960,34 @@ class _UserQuery:
             label=self.name,
             count=count,
         )
+
+
+def _query_changed(
+    name: str, before: dict[str, Any], after: dict[str, Any], watermark: str
+) -> str:
+    """The error for a query other than the one the watermark was reached with."""
+    changed = [key for key in after if before.get(key) != after[key]]
+    shown = "; ".join(
+        f"{key} was {_shown_part(before.get(key))}, is now {_shown_part(after[key])}"
+        for key in changed
+    )
+    return (
+        f"The SQL resource {name} is not the one its rows up to the watermark "
+        f"({watermark}) were read with: {shown}. Those rows came from the old "
+        "query, so going on would mix the two in one table. To reload every "
+        "row with the new query, drop the resource's table and state: run once "
+        'with pipeline.run(resource, refresh="drop_resources") (or `dlt '
+        f"pipeline <pipeline> drop {name}`), or give the resource a new name. To "
+        "keep the old rows and use the new query from the watermark on, run "
+        "once with accept_query_change=True."
+    )
+
+
+def _shown_part(value: object) -> str:
+    """One part of a query's fingerprint, on one line."""
+    if isinstance(value, str):
+        return repr(" ".join(value.split()))
+    return repr(value)
 
 
 def _resource_name(name: object) -> str:
@@ -994,9 +1037,10 @@ class _QuerySync:
         self.rows = 0
         self.requests = 0
 
-    def run(self) -> Iterator[pa.RecordBatch]:
+    def run(self, *, accept_query_change: bool = False) -> Iterator[pa.RecordBatch]:
         """Read the cursor's new windows up to the horizon, one chunk."""
         state: dict[str, Any] = dlt.current.resource_state()
+        self._check_query(state, accept_query_change)
         started = time.monotonic()
         settings = self.settings
         with _make_client(settings) as client:
@@ -1036,6 +1080,26 @@ class _QuerySync:
                     seconds=time.monotonic() - started,
                 )
             )
+
+    def _check_query(self, state: dict[str, Any], accept: bool) -> None:
+        """Refuse another query than the one the watermark was reached with.
+
+        The rows before the watermark are the old query's: going on with a new
+        one would leave a table that mixes the two, with nothing to show it.
+        """
+        query = self.query.fingerprint()
+        known = state.get("query")
+        watermark = state.get("watermark")
+        if watermark is not None and known is not None and known != query:
+            message = _query_changed(self.query.name, known, query, watermark)
+            if not accept:
+                raise ConfigurationError(message)
+            logger.warning(
+                "Going on with a new query for %s from %s, as asked.",
+                self.query.name,
+                watermark,
+            )
+        state["query"] = query
 
     def _read(self, reading: Reading, state: dict[str, Any]) -> Iterator[pa.Table]:
         """Yield the reading's windows, moving the watermark past each one."""

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -89,3 +90,54 @@ def test_a_cursor_that_is_not_a_timestamp_fails_clearly(
     )
     with pytest.raises(PipelineStepFailed, match=r"not a timestamp|HTTP 400"):
         destination(tmp_path).pipeline.run(resource)
+
+
+def test_another_query_fails_until_reloaded_or_accepted(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    options: dict[str, Any] = {
+        "primary_key": ["hour", "service_name"],
+        "read_token": server.token,
+        "base_url": server.url,
+        "start": (NOW - timedelta(hours=8)).isoformat(),
+        "settle": "65m",
+    }
+    dest.pipeline.run(logfire_sql_resource("hourly", HOURLY, "hour", **options))
+    loaded = dest.table("hourly").to_pylist()
+    errors_only = HOURLY.replace("FROM records", "FROM records WHERE level >= 17")
+
+    server.counters.reset()
+    with pytest.raises(PipelineStepFailed) as refused:
+        dest.pipeline.run(
+            logfire_sql_resource("hourly", errors_only, "hour", **options)
+        )
+    extraction = refused.value.__cause__
+    assert extraction is not None
+    assert isinstance(extraction.__cause__, ConfigurationError)
+    message = str(extraction.__cause__)
+    assert "WHERE level >= 17" in message
+    assert 'refresh="drop_resources"' in message
+    assert "accept_query_change=True" in message
+    assert server.counters.snapshot()["requests"]["total"] == 0
+    assert dest.table("hourly").to_pylist() == loaded
+
+    # Accepting goes on from the watermark, and the next run needs nothing.
+    accepted = logfire_sql_resource(
+        "hourly", errors_only, "hour", accept_query_change=True, **options
+    )
+    dest.pipeline.run(accepted)
+    dest.pipeline.run(logfire_sql_resource("hourly", errors_only, "hour", **options))
+    assert dest.table("hourly").to_pylist() == loaded
+
+    # The advised reload drops the old rows and reads them all with the new query.
+    dest.pipeline.run(
+        logfire_sql_resource("hourly", HOURLY, "hour", **options),
+        refresh="drop_resources",
+    )
+    horizon = NOW - timedelta(minutes=65)
+    got = {
+        (row["hour"], row["service_name"]): row["spans"]
+        for row in dest.table("hourly").to_pylist()
+    }
+    assert got == dict(hourly_counts(server, horizon))
