@@ -27,6 +27,9 @@ _COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 # The column type of every Logfire timestamp. Casting to exactly this type keeps
 # comparisons at microsecond precision, whatever the session's time zone.
 _TIMESTAMP_TYPE = 'Timestamp(Microsecond, Some("UTC"))'
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$#@")
+"""What DataFusion's tokenizer lets a name or a number be made of."""
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
 def _shown(text: str) -> str:
@@ -101,7 +104,9 @@ def check_condition(condition: str, option: str = "where") -> str:
     parenthesis it did not open, ends the statement with ``;``, or leaves a
     string, quoted name or comment open would escape them and change the rest
     of the query, such as the window's bounds. Quotes, comments and nesting
-    are otherwise free.
+    are otherwise free, read as DataFusion reads them: ``E'...'`` strings
+    with backslash escapes, ``$tag$...$tag$`` strings, backtick names and
+    nested block comments.
 
     Raises:
         ConfigurationError: If the condition could escape its parentheses.
@@ -117,33 +122,103 @@ def check_condition(condition: str, option: str = "where") -> str:
 
 
 def _escape(text: str) -> str | None:
-    """How `text` would break out of the parentheses around it, if it would."""
+    """How `text` would break out of the parentheses around it, if it would.
+
+    It reads quotes, comments and dollar quotes the way DataFusion's tokenizer
+    does, so that nothing it skips is code to DataFusion, or the other way.
+    """
     depth = 0
     index = 0
     while index < len(text):
-        char, pair = text[index], text[index : index + 2]
-        if char in "'\"":
-            index = text.find(char, index + 1)
-            while index != -1 and text[index + 1 : index + 2] == char:
-                index = text.find(char, index + 2)
-            if index == -1:
+        char = text[index]
+        end: int | None = index
+        if char in "'\"`":
+            end = _quote_end(text, index, backslash=_is_escape_string(text, index))
+            if end is None:
                 return "leaves a quoted string or name open"
-        elif pair == "--":
-            index = len(text) if (end := text.find("\n", index)) == -1 else end
-        elif pair == "/*":
-            if (end := text.find("*/", index + 2)) == -1:
+        elif text.startswith("--", index):
+            end = len(text) if (newline := text.find("\n", index)) == -1 else newline
+        elif text.startswith("/*", index):
+            end = _comment_end(text, index)
+            if end is None:
                 return "leaves a comment open"
-            index = end + 1
+        elif char == "$" and (tag := _dollar_tag(text, index)) is not None:
+            closing = text.find(tag, index + len(tag))
+            if closing == -1:
+                return "leaves a dollar-quoted string open"
+            end = closing + len(tag) - 1
         elif char == ";":
             return "ends the statement with ';'"
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
+        elif char in "()":
+            depth += 1 if char == "(" else -1
             if depth < 0:
                 return "closes a parenthesis it did not open"
-        index += 1
+        assert end is not None
+        index = end + 1
     return "leaves a parenthesis open" if depth else None
+
+
+def _quote_end(text: str, start: int, *, backslash: bool) -> int | None:
+    """Where the quote opened at `start` closes; a doubled quote is a quote."""
+    quote = text[start]
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if backslash and char == "\\":
+            index += 2
+        elif char != quote:
+            index += 1
+        elif text[index + 1 : index + 2] == quote:
+            index += 2
+        else:
+            return index
+    return None
+
+
+def _comment_end(text: str, start: int) -> int | None:
+    """Where the block comment opened at `start` ends; they nest."""
+    depth = 0
+    index = start
+    while index < len(text):
+        if text.startswith("/*", index):
+            depth += 1
+            index += 2
+        elif text.startswith("*/", index):
+            depth -= 1
+            index += 2
+            if depth == 0:
+                return index - 1
+        else:
+            index += 1
+    return None
+
+
+def _word_before(text: str, index: int) -> str:
+    """The run of name or number characters that ends just before `index`."""
+    start = index
+    while start > 0 and text[start - 1] in _WORD:
+        start -= 1
+    return text[start:index]
+
+
+def _is_escape_string(text: str, quote: int) -> bool:
+    """Whether the quote at `quote` opens an ``E'...'`` string, with backslashes.
+
+    ``E`` starts one where it starts a token of its own, or follows a number.
+    """
+    if text[quote] != "'" or quote == 0 or text[quote - 1] not in "eE":
+        return False
+    before = _word_before(text, quote - 1)
+    return before == "" or before.isdigit()
+
+
+def _dollar_tag(text: str, index: int) -> str | None:
+    """The ``$tag$`` that opens a dollar-quoted string at `index`, if one does."""
+    before = _word_before(text, index)
+    if before and not before.isdigit():
+        return None
+    match = _DOLLAR_TAG.match(text, index)
+    return None if match is None else match.group()
 
 
 def timestamp_literal(dt: datetime) -> str:

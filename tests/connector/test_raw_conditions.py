@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from datafusion import SessionContext
 
 from connector.errors import ConfigurationError
 from connector.settings import build_settings
@@ -18,6 +19,31 @@ FINE = [
     "attributes LIKE '%--%'",
 ]
 
+# Quotes and comments that DataFusion reads in its own way: E'' strings take
+# backslash escapes (plain strings do not), $tag$ quotes, backtick names and
+# nested block comments.
+FINE_IN_DATAFUSION = [
+    r"message = E'it\'s (not) closed'",
+    r"message = E'back\\' AND level > 1",
+    r"message = 'a\' AND level > 1",
+    "message LIKE $$50%) off$$",
+    "message = $tag$ ') $tag$",
+    "level /* outer /* ( */ still a comment ) */ >= 13",
+    "`level` >= 13",
+]
+
+# Each is balanced to a reader that does not know those rules, but escapes
+# its parentheses in DataFusion.
+ESCAPES_IN_DATAFUSION = [
+    (r"message = E'\'' ) OR (TRUE) OR (message = E'\''", "closes a parenthesis"),
+    ("message = $$'$$ ) OR (TRUE) OR (message = $$'$$", "closes a parenthesis"),
+    ("TRUE AND `'` = 1 ) OR (TRUE) OR (`'` = 1", "closes a parenthesis"),
+    (
+        "TRUE /* /* */ ( */ ) OR (TRUE) OR (TRUE /* /* */ ) */",
+        "closes a parenthesis",
+    ),
+]
+
 ESCAPES = [
     ("1 = 1) OR (1 = 1", "closes a parenthesis"),
     ("true) --", "closes a parenthesis"),
@@ -26,6 +52,8 @@ ESCAPES = [
     ("message = 'open", "quoted string"),
     ('"open = 1', "quoted string"),
     ("level > 5 /* and the rest", "comment open"),
+    ("message = $$ (", "dollar-quoted string open"),
+    ("level > 1 /* /* */", "comment open"),
 ]
 
 
@@ -34,7 +62,32 @@ def test_conditions_that_stay_inside_their_parentheses_pass(condition: str) -> N
     assert check_condition(condition) == condition
 
 
-@pytest.mark.parametrize(("condition", "problem"), ESCAPES)
+def rows_kept_by_false_and(condition: str) -> int:
+    """The rows DataFusion keeps with ``FALSE AND (condition)``: 0 unless it escapes."""
+    context = SessionContext()
+    context.sql("""CREATE TABLE t AS SELECT 'm' AS message, 20 AS level, 1 AS "'\"""")
+    query = f"SELECT count(*) AS n FROM t WHERE FALSE AND ({condition})"
+    return int(context.sql(query).to_pylist()[0]["n"])
+
+
+@pytest.mark.parametrize("condition", FINE_IN_DATAFUSION)
+def test_datafusion_quotes_and_comments_are_read_as_datafusion_does(
+    condition: str,
+) -> None:
+    assert check_condition(condition) == condition
+    assert rows_kept_by_false_and(condition) == 0
+
+
+@pytest.mark.parametrize(("condition", "problem"), ESCAPES_IN_DATAFUSION)
+def test_what_the_checker_refuses_would_escape_in_datafusion(
+    condition: str, problem: str
+) -> None:
+    assert rows_kept_by_false_and(condition) == 1
+    with pytest.raises(ConfigurationError, match=problem):
+        check_condition(condition)
+
+
+@pytest.mark.parametrize(("condition", "problem"), ESCAPES + ESCAPES_IN_DATAFUSION)
 def test_conditions_that_would_escape_are_refused(condition: str, problem: str) -> None:
     with pytest.raises(ConfigurationError, match=problem) as refused:
         check_condition(condition, "where")
