@@ -3,7 +3,9 @@
 Destinations differ in what Arrow types they take. dlt has no array type and
 PostgreSQL refuses Arrow lists outright, so list columns become JSON array text
 (hinted as JSON, they arrive as indexable JSON arrays everywhere). Timestamps
-are made timezone-aware microseconds in UTC. Every step is vectorised.
+are made timezone-aware microseconds in UTC. Dictionary-encoded columns, which
+a service may stream, are decoded as they arrive, so that every page holds the
+same types. Every step is vectorised.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["TIMESTAMP", "list_to_json", "prepare_batch"]
+__all__ = ["TIMESTAMP", "decode_dictionaries", "list_to_json", "prepare_batch"]
 
 TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 """The type every timestamp is loaded as."""
@@ -41,6 +43,27 @@ def prepare_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
         columns.append(converted)
         fields.append(pa.field(field.name, converted.type, field.nullable))
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+def decode_dictionaries(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its dictionary-encoded columns as plain arrays of their values.
+
+    The Arrow stream format lets a service send any column as a dictionary, and
+    with any index type from one response to the next. Key and window checks
+    need plain values, and dlt refuses pages whose types differ.
+    """
+    if not any(pa.types.is_dictionary(field.type) for field in batch.schema):
+        return batch
+    columns = [
+        column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+        for column in batch.columns
+    ]
+    fields = [
+        field.with_type(column.type)
+        for field, column in zip(batch.schema, columns, strict=True)
+    ]
+    schema = pa.schema(fields, metadata=batch.schema.metadata)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def list_to_json(array: pa.Array) -> pa.Array:
