@@ -3,9 +3,10 @@
 Destinations differ in what Arrow types they take. dlt has no array type and
 PostgreSQL refuses Arrow lists outright, so list columns become JSON array text
 (hinted as JSON, they arrive as indexable JSON arrays everywhere). Timestamps
-are made timezone-aware microseconds in UTC. Dictionary-encoded columns, which
-a service may stream, are decoded as they arrive, so that every page holds the
-same types. Every step is vectorised.
+are made timezone-aware microseconds in UTC and text plain strings (from string
+views and large strings too), and dictionary-encoded columns, which a service
+may stream, are decoded as they arrive: every page of a table then holds the
+same types, which dlt needs. Every step is vectorised.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _convert(column: pa.Array) -> pa.Array:
         if kind.tz is None:
             column = pc.assume_timezone(column, "UTC")
         return column.cast(TIMESTAMP, safe=False)
-    if pa.types.is_string_view(kind):
+    if pa.types.is_string_view(kind) or pa.types.is_large_string(kind):
         return column.cast(pa.string())
     return column
 
