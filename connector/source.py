@@ -968,8 +968,7 @@ def _query_changed(
     """The error for a query other than the one the watermark was reached with."""
     changed = [key for key in after if before.get(key) != after[key]]
     shown = "; ".join(
-        f"{key} was {_shown_part(before.get(key))}, is now {_shown_part(after[key])}"
-        for key in changed
+        _shown_change(key, before.get(key), after[key]) for key in changed
     )
     return (
         f"The SQL resource {name} is not the one its rows up to the watermark "
@@ -983,11 +982,13 @@ def _query_changed(
     )
 
 
-def _shown_part(value: object) -> str:
-    """One part of a query's fingerprint, on one line."""
-    if isinstance(value, str):
-        return repr(" ".join(value.split()))
-    return repr(value)
+def _shown_change(key: str, before: object, after: object) -> str:
+    """How one part of a query's fingerprint changed, on one line."""
+    if isinstance(before, str) and isinstance(after, str):
+        before, after = " ".join(before.split()), " ".join(after.split())
+        if before == after:
+            return f"{key} differs only in its spacing or line breaks"
+    return f"{key} was {before!r}, is now {after!r}"
 
 
 def _resource_name(name: object) -> str:

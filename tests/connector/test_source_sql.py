@@ -141,3 +141,19 @@ def test_another_query_fails_until_reloaded_or_accepted(
         for row in dest.table("hourly").to_pylist()
     }
     assert got == dict(hourly_counts(server, horizon))
+
+
+def test_a_query_changed_only_in_spacing_says_so(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    options: dict[str, Any] = {
+        "read_token": server.token,
+        "base_url": server.url,
+        "start": (NOW - timedelta(hours=8)).isoformat(),
+        "settle": "65m",
+    }
+    dest.pipeline.run(logfire_sql_resource("spaced", HOURLY, "hour", **options))
+    respaced = HOURLY.replace(" FROM records", "\nFROM   records")
+    with pytest.raises(PipelineStepFailed, match="differs only in its spacing"):
+        dest.pipeline.run(logfire_sql_resource("spaced", respaced, "hour", **options))
