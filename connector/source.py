@@ -404,18 +404,16 @@ class _TableSync:
         filters keep and old ones did not would be left behind for good.
         """
         filters = table_filters(self.spec, self.settings)
-        known = state.get("filters")
-        watermark = state.get("watermark")
-        if watermark is not None and known is not None and known != filters:
-            message = _filters_changed(self.spec.name, known, filters, watermark)
-            if not self.settings.accept_filter_change:
-                raise ConfigurationError(message)
-            logger.warning(
-                "Going on with new filters for %s from %s, as asked.",
-                self.spec.name,
-                watermark,
-            )
-        state["filters"] = filters
+        _check_watermark_inputs(
+            state,
+            "filters",
+            filters,
+            accept=self.settings.accept_filter_change,
+            refusal=lambda known, watermark: _filters_changed(
+                self.spec.name, known, filters, watermark
+            ),
+            going_on=f"Going on with new filters for {self.spec.name}",
+        )
 
     def _incremental(
         self, state: dict[str, Any], now: datetime, horizon: datetime
@@ -460,9 +458,13 @@ class _TableSync:
         start, end = self.settings.backfill
         key = f"{_iso(start)}/{_iso(end)}"
         backfills: dict[str, Any] = state.setdefault("backfills", {})
-        for other in [name for name, kept in backfills.items() if kept.get("finished")]:
-            if other != key:
-                del backfills[other]
+        finished = [
+            name
+            for name, kept in backfills.items()
+            if name != key and kept.get("finished")
+        ]
+        for name in finished:
+            del backfills[name]
         progress: dict[str, Any] = backfills.setdefault(key, {})
         if progress.get("finished"):
             # Asked for again once finished, a backfill reads its range again.
@@ -684,6 +686,30 @@ class _TableQuery:
             label=self.spec.name,
             count=count,
         )
+
+
+def _check_watermark_inputs(
+    state: dict[str, Any],
+    key: str,
+    current: Any,
+    *,
+    accept: bool,
+    refusal: Callable[[Any, str], str],
+    going_on: str,
+) -> None:
+    """Refuse `current` if the watermark was reached with another `state[key]`.
+
+    State from before `key` was kept has nothing to compare, so it takes
+    `current` as it is. With `accept`, the refusal is logged and the run goes on.
+    """
+    known = state.get(key)
+    watermark = state.get("watermark")
+    if watermark is not None and known is not None and known != current:
+        message = refusal(known, watermark)
+        if not accept:
+            raise ConfigurationError(message)
+        logger.warning("%s from %s, as asked.", going_on, watermark)
+    state[key] = current
 
 
 def _filters_changed(
@@ -1089,18 +1115,16 @@ class _QuerySync:
         one would leave a table that mixes the two, with nothing to show it.
         """
         query = self.query.fingerprint()
-        known = state.get("query")
-        watermark = state.get("watermark")
-        if watermark is not None and known is not None and known != query:
-            message = _query_changed(self.query.name, known, query, watermark)
-            if not accept:
-                raise ConfigurationError(message)
-            logger.warning(
-                "Going on with a new query for %s from %s, as asked.",
-                self.query.name,
-                watermark,
-            )
-        state["query"] = query
+        _check_watermark_inputs(
+            state,
+            "query",
+            query,
+            accept=accept,
+            refusal=lambda known, watermark: _query_changed(
+                self.query.name, known, query, watermark
+            ),
+            going_on=f"Going on with a new query for {self.query.name}",
+        )
 
     def _read(self, reading: Reading, state: dict[str, Any]) -> Iterator[pa.Table]:
         """Yield the reading's windows, moving the watermark past each one."""

@@ -130,31 +130,33 @@ def _escape(text: str) -> str | None:
     depth = 0
     index = 0
     while index < len(text):
+        # Each branch leaves `index` on the last character of what it read.
         char = text[index]
-        end: int | None = index
         if char in "'\"`":
             end = _quote_end(text, index, backslash=_is_escape_string(text, index))
             if end is None:
                 return "leaves a quoted string or name open"
+            index = end
         elif text.startswith("--", index):
-            end = len(text) if (newline := text.find("\n", index)) == -1 else newline
+            newline = text.find("\n", index)
+            index = len(text) if newline == -1 else newline
         elif text.startswith("/*", index):
             end = _comment_end(text, index)
             if end is None:
                 return "leaves a comment open"
+            index = end
         elif char == "$" and (tag := _dollar_tag(text, index)) is not None:
             closing = text.find(tag, index + len(tag))
             if closing == -1:
                 return "leaves a dollar-quoted string open"
-            end = closing + len(tag) - 1
+            index = closing + len(tag) - 1
         elif char == ";":
             return "ends the statement with ';'"
         elif char in "()":
             depth += 1 if char == "(" else -1
             if depth < 0:
                 return "closes a parenthesis it did not open"
-        assert end is not None
-        index = end + 1
+        index += 1
     return "leaves a parenthesis open" if depth else None
 
 
