@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -617,22 +617,83 @@ def _finite(value: object) -> bool:
 
 # Reading many windows at once.
 
-_QUEUE_BATCHES: Final = 4
+_AHEAD_PAGES: Final = 4
+"""Pages one reader may hold unconsumed, when it reads alone."""
+
 _POLL_SECONDS: Final = 0.1
 
-_Item = tuple[Literal["batch"], pa.RecordBatch] | tuple[Literal["end"], int]
+_Item = (
+    tuple[Literal["batch"], pa.RecordBatch]
+    | tuple[Literal["end"], int]
+    | tuple[Literal["error"], BaseException]
+)
 
 
 class _ConsumerGoneError(Exception):
     """The consumer went away: a worker drops its window."""
 
 
+class _WindowBuffer:
+    """A window's items between its reader and the consumer, bounded in rows.
+
+    The reader waits while the buffer holds `limit` rows or more, so a batch
+    always fits into a buffer below the limit, however many rows it has.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[_Item] = deque()
+        self._rows = 0
+        self._limit = limit
+        self._changed = threading.Condition()
+
+    def put(self, item: _Item, timeout: float) -> bool:
+        """Add `item` once there is room; False if `timeout` passed first."""
+        with self._changed:
+            if not self._changed.wait_for(self._has_room, timeout):
+                return False
+            self._items.append(item)
+            self._rows += _item_rows(item)
+            self._changed.notify_all()
+            return True
+
+    def get(self) -> _Item:
+        """Take the oldest item, waiting for one."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._items))
+            item = self._items.popleft()
+            self._rows -= _item_rows(item)
+            self._changed.notify_all()
+            return item
+
+    def _has_room(self) -> bool:
+        return self._rows < self._limit
+
+
+def _item_rows(item: _Item) -> int:
+    return int(item[1].num_rows) if item[0] == "batch" else 0
+
+
+def _buffer_rows(planner: WindowPlanner, concurrency: int) -> int:
+    """How many rows each window's reader may hold unconsumed.
+
+    One reader needs only a few pages ahead of the consumer. With more, the
+    consumer takes windows in order, so the readers of the later windows must
+    be able to hold all of theirs: otherwise they wait for the window being
+    consumed, and reading goes no faster than with one reader. Windows aim at
+    `target_rows`, so together they hold about a chunk at most.
+    """
+    ahead = _AHEAD_PAGES * planner.page_rows
+    if concurrency == 1:
+        return ahead
+    return max(ahead, planner.target_rows)
+
+
 @dataclass
 class _Slot:
-    """One planned window and the queue its reader fills."""
+    """One planned window and the buffer its reader fills."""
 
     window: Window
-    items: queue.Queue[_Item | tuple[Literal["error"], BaseException]]
+    items: _WindowBuffer
 
 
 class _Fetcher:
@@ -646,6 +707,7 @@ class _Fetcher:
     ) -> None:
         self._planner = planner
         self._read = read
+        self._buffer_rows = _buffer_rows(planner, concurrency)
         self._lock = threading.Condition()
         self._slots: dict[int, _Slot] = {}
         self._planned = 0
@@ -733,7 +795,7 @@ class _Fetcher:
                 self._finished_planning = True
                 self._lock.notify_all()
                 return None
-            slot = _Slot(window, queue.Queue(maxsize=_QUEUE_BATCHES))
+            slot = _Slot(window, _WindowBuffer(self._buffer_rows))
             self._slots[self._planned] = slot
             self._planned += 1
             self._lock.notify_all()
@@ -756,23 +818,13 @@ class _Fetcher:
         self._put(slot, ("end", rows))
         return rows
 
-    def _put(
-        self,
-        slot: _Slot,
-        item: _Item | tuple[Literal["error"], BaseException],
-        *,
-        final: bool = False,
-    ) -> None:
+    def _put(self, slot: _Slot, item: _Item, *, final: bool = False) -> None:
         """Queue an item, giving up if the consumer has gone away."""
-        while True:
-            try:
-                slot.items.put(item, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    if final:
-                        return
-                    raise _ConsumerGoneError() from None
+        while not slot.items.put(item, timeout=_POLL_SECONDS):
+            if self._stop.is_set():
+                if final:
+                    return
+                raise _ConsumerGoneError()
 
 
 def read_windows(
@@ -786,7 +838,9 @@ def read_windows(
     Yields ``(window, batch)`` for each batch, then ``(window, None)`` once the
     window is complete. Reading runs ahead of the consumer in ``concurrency``
     threads (one thread still overlaps fetching with whatever the consumer
-    does), each holding at most a few batches unconsumed. A window that fails
-    raises its error when the consumer reaches it.
+    does). Alone, a reader holds at most a few pages unconsumed; with others,
+    up to its window's planned rows, so that the readers of later windows need
+    not wait for the one being consumed. A window that fails raises its error
+    when the consumer reaches it.
     """
     yield from _Fetcher(planner, read, concurrency)
