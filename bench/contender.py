@@ -208,7 +208,9 @@ def run_fetch(spec: Spec) -> Figures:
         # One chunk after another up to the horizon, as run_sync reads them.
         while lo < horizon:
             hi = min(horizon, lo + settings.chunk)
-            planner = _planner(settings, lo, hi, state, settings.max_width)
+            planner = _planner(
+                settings, lo, hi, state, settings.max_width, chunked=True
+            )
             for _, batch in read_windows(planner, read, concurrency=spec.concurrency):
                 if batch is None:
                     figures.windows += 1

@@ -25,20 +25,22 @@ def _concurrency_plot(runs: list[Row], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(8, 5))
     series: dict[tuple[str, str, float], list[tuple[int, float]]] = {}
     for run in runs:
-        if run["contender"] == "connector" and run["purpose"] == "matrix":
+        if run["contender"] in ("connector", "fetch") and run["purpose"] == "matrix":
             key = (run["table"], run["destination"], run["latency_ms"])
             series.setdefault(key, []).append(
                 (run["concurrency"], run["rows_per_second"])
             )
     for (table, destination, latency), points in sorted(series.items()):
         points.sort()
-        style = "-" if latency == 0 else "--"
+        fetch = destination == "none"
+        style = ":" if fetch else "-" if latency == 0 else "--"
+        label = f"bare fetch of {table}" if fetch else f"{table} -> {destination}"
         axes.plot(
             [c for c, _ in points],
             [rate for _, rate in points],
             style,
-            marker="o",
-            label=f"{table} -> {destination}, {latency:.0f} ms",
+            marker="s" if fetch else "o",
+            label=f"{label}, {latency:.0f} ms",
         )
     axes.set_xlabel("concurrency (windows read at once)")
     axes.set_ylabel("rows per second, end to end")

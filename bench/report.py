@@ -109,14 +109,27 @@ def _concurrency_gain(runs: list[Row]) -> Iterator[Goal]:
         if one is None or four is None or not one["rows_per_second"]:
             continue
         ratio = four["rows_per_second"] / one["rows_per_second"]
+        detail = (
+            f"{four['rows_per_second']:,.0f} vs {one['rows_per_second']:,.0f} rows/s"
+        )
         yield Goal(
             "c=4 >= 2.5x c=1 in rows/s with latency",
             _name(table, destination, latency),
             ratio,
             2.5,
             ratio >= 2.5,
-            f"{four['rows_per_second']:,.0f} vs {one['rows_per_second']:,.0f} rows/s",
+            detail + _fetch_gain(runs, table, latency),
         )
+
+
+def _fetch_gain(runs: list[Row], table: str, latency: float) -> str:
+    """The bare fetch's own gain from 1 to 4 readers: what the server allows."""
+    where = {"contender": "fetch", "table": table, "latency_ms": latency}
+    one = find(runs, concurrency=1, **where)
+    four = find(runs, concurrency=4, **where)
+    if one is None or four is None or not one["rows_per_second"]:
+        return ""
+    return f"; the bare fetch: {four['rows_per_second'] / one['rows_per_second']:.2f}x"
 
 
 def _flat_memory(runs: list[Row]) -> Iterator[Goal]:
