@@ -16,7 +16,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["TIMESTAMP", "decode_dictionaries", "list_to_json", "prepare_batch"]
+__all__ = ["TIMESTAMP", "list_to_json", "plain_columns", "prepare_batch"]
 
 TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 """The type every timestamp is loaded as."""
@@ -46,25 +46,40 @@ def prepare_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
-def decode_dictionaries(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` with its dictionary-encoded columns as plain arrays of their values.
+def plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with dictionary-encoded columns decoded and all text plain strings.
 
     The Arrow stream format lets a service send any column as a dictionary, and
-    with any index type from one response to the next. Key and window checks
-    need plain values, and dlt refuses pages whose types differ.
+    with any index type from one response to the next; DataFusion, which
+    Logfire runs, sends text as string views by default. Key and window checks
+    need plain values in types pyarrow's kernels all take, and dlt refuses
+    pages whose types differ.
     """
-    if not any(pa.types.is_dictionary(field.type) for field in batch.schema):
+    if not any(_needs_plain(field.type) for field in batch.schema):
         return batch
-    columns = [
-        column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
-        for column in batch.columns
-    ]
+    columns = [_plain(column) for column in batch.columns]
     fields = [
         field.with_type(column.type)
         for field, column in zip(batch.schema, columns, strict=True)
     ]
     schema = pa.schema(fields, metadata=batch.schema.metadata)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _needs_plain(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_dictionary(kind)
+        or pa.types.is_string_view(kind)
+        or pa.types.is_large_string(kind)
+    )
+
+
+def _plain(column: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_string_view(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.string())
+    return column
 
 
 def list_to_json(array: pa.Array) -> pa.Array:

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
-from connector.arrow import decode_dictionaries
+from connector.arrow import plain_columns
 from connector.errors import (
     IncompleteResponseError,
     LogfireSyncError,
@@ -336,7 +336,7 @@ class _Pager:
         with _closing(stream):
             for batch in stream:
                 if batch.num_rows:
-                    yield from self._take(page, decode_dictionaries(batch))
+                    yield from self._take(page, plain_columns(batch))
         self._check_end(page)
 
     def _take(self, page: _Page, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:

@@ -1,4 +1,4 @@
-"""Pages a service sends dictionary-encoded, or not, from one to the next."""
+"""Pages a service sends in other layouts: dictionaries, string views, large text."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 import dlt
 import httpx
 import pyarrow as pa
+import pytest
 
 from connector.arrow import prepare_batch
 from connector.client import ARROW_STREAM, LogfireClient
 from connector.pager import WindowQuery, order_by, read_window
 from connector.retry import RetryPolicy
 from connector.sql import timestamp_literal
-from connector.tables import RECORDS
+from connector.tables import METRICS, RECORDS
 from connector.windows import Window, created_at_scan
 
 TOKEN = "pylf_v1_us_Z9x8C7v6B5n4M3a2S1d0F9g8H7j6K5l4"
@@ -110,3 +111,57 @@ def test_dictionary_pages_and_plain_pages_load_as_one_type(tmp_path: Path) -> No
     with pipeline.sql_client() as sql:
         loaded = sql.execute_sql("SELECT trace_id FROM records ORDER BY trace_id")
     assert [row[0] for row in loaded] == pa.concat_tables(plain)["trace_id"].to_pylist()
+
+
+def metrics_page(text: pa.DataType) -> pa.Table:
+    """Two metrics rows in key order, text in `text`, one instance id null."""
+    created = [START, START + timedelta(seconds=1)]
+    strings = {
+        "metric_name": ["cpu", "cpu"],
+        "service_name": ["api", "api"],
+        "service_instance_id": [None, "i-1"],
+        "attributes": ['{"core":0}', '{"core":1}'],
+    }
+    return pa.table(
+        {
+            "created_at": pa.array(created, TS),
+            "metric_name": pa.array(strings["metric_name"], text),
+            "service_name": pa.array(strings["service_name"], text),
+            "recorded_timestamp": pa.array(created, TS),
+            "service_instance_id": pa.array(strings["service_instance_id"], text),
+            "attributes": pa.array(strings["attributes"], text),
+        }
+    )
+
+
+@pytest.mark.parametrize("text", [pa.string_view(), pa.large_string()])
+def test_text_as_string_views_or_large_strings_is_read_as_plain_strings(
+    text: pa.DataType,
+) -> None:
+    # DataFusion streams text as string views unless told otherwise, and the
+    # nullable key columns of metrics go through pyarrow kernels that take
+    # only plain strings.
+    body = stream(metrics_page(text))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": ARROW_STREAM}, content=body)
+
+    window = Window(START, START + timedelta(minutes=10))
+    low, high = created_at_scan(window, timedelta(hours=24), timedelta(hours=1))
+    query = WindowQuery(
+        lambda extra, limit: f"SELECT * FROM metrics LIMIT {limit}",
+        METRICS.key,
+        window,
+        "created_at",
+        low,
+        high,
+        "metrics",
+    )
+    client = LogfireClient(
+        TOKEN, transport=httpx.MockTransport(handler), retry=RetryPolicy(max_attempts=1)
+    )
+    with client:
+        batches = list(read_window(client, query, page_size=100))
+
+    read = pa.Table.from_batches(batches)
+    assert read.equals(metrics_page(pa.string()))
