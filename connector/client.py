@@ -919,7 +919,7 @@ class LogfireClient:
             )
         if status == 429:
             raise self._rate_limited(response, body, said)
-        raise self._other_status(response, said, where)
+        raise self._other_status(response, body, said, where)
 
     def _region_note(self) -> str:
         """Where the token's own region is served, when that is elsewhere."""
@@ -955,7 +955,7 @@ class LogfireClient:
         )
 
     def _other_status(
-        self, response: httpx.Response, said: str, where: str
+        self, response: httpx.Response, body: _Body, said: str, where: str
     ) -> LogfireSyncError:
         """The error for a status without a meaning of its own in the API."""
         status = response.status_code
@@ -974,11 +974,15 @@ class LogfireClient:
                 "Check the query and its options.",
                 status_code=status,
             )
-        return self._error(
-            TransientError,
-            f"The service failed (HTTP {status}): {said} The fault is on the "
-            "service's side; retry later.",
+        retry_after = _retry_after(response.headers, body.data)
+        wish = "" if retry_after is None else f" It asked for {retry_after:g} s."
+        return TransientError(
+            self._token.scrub(
+                f"The service failed (HTTP {status}): {said} The fault is on the "
+                f"service's side; retry later.{wish}"
+            ),
             status_code=status,
+            retry_after=retry_after,
         )
 
     def _transport_error(

@@ -7,8 +7,8 @@ Each class tells the caller what to do about it::
     ├── AuthenticationError               fix the read token (HTTP 401, 403)
     ├── QueryError                        fix the query or its options (400, 422)
     ├── DestinationError                  check that the destination is reachable
-    └── RetryableError                    worth trying again
-        ├── RateLimitedError              wait, then retry (429); has .retry_after
+    └── RetryableError                    worth trying again; has .retry_after
+        ├── RateLimitedError              wait, then retry (429)
         └── TransientError                retry (5xx, dropped connection, timeout)
             └── IncompleteResponseError   the response stopped early; retry
 
@@ -57,11 +57,25 @@ class DestinationError(LogfireSyncError):
 
 
 class RetryableError(LogfireSyncError):
-    """A failure that may pass if the same request is sent again."""
+    """A failure that may pass if the same request is sent again.
+
+    ``retry_after`` is how many seconds the service asked to be left alone
+    (``Retry-After``, on a 429 or a 5xx), or None if it did not say.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
 
 
 class RateLimitedError(RetryableError):
-    """The service asked to slow down; ``retry_after`` is its wish in seconds."""
+    """The service asked to slow down."""
 
     def __init__(
         self,
@@ -70,8 +84,7 @@ class RateLimitedError(RetryableError):
         status_code: int | None = 429,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code)
-        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
 
 
 class TransientError(RetryableError):

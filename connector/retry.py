@@ -18,7 +18,7 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from connector.errors import ConfigurationError, RateLimitedError, RetryableError
+from connector.errors import ConfigurationError, RetryableError
 
 __all__ = ["RetryPolicy", "WaitRetryAfter"]
 
@@ -34,7 +34,7 @@ def _error_of(retry_state: tenacity.RetryCallState) -> BaseException | None:
 
 
 class WaitRetryAfter(wait_base):
-    """A backoff that never waits less than a rate-limited response asked for."""
+    """A backoff that never waits less than the failed response asked for."""
 
     def __init__(self, backoff: wait_base) -> None:
         self.backoff = backoff
@@ -44,7 +44,7 @@ class WaitRetryAfter(wait_base):
         wait = float(self.backoff(retry_state))
 
         error = _error_of(retry_state)
-        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        if isinstance(error, RetryableError) and error.retry_after is not None:
             return max(wait, error.retry_after)
         return wait
 

@@ -477,6 +477,30 @@ def test_query_table_retries_503_then_succeeds() -> None:
     assert sleeps == [0.5, 1.0]
 
 
+def test_a_503_waits_as_long_as_its_retry_after_asks() -> None:
+    sleeps: list[float] = []
+    busy = answering(503, {"detail": "queue full"}, headers={"retry-after": "7"})
+    handler = Sequence(busy, arrow_ok)
+    client = client_for(handler, RetryPolicy(jitter=0.0, sleep=sleeps.append))
+
+    table = client.query_table("SELECT n FROM t", min_timestamp=SINCE)
+
+    assert table.num_rows == 3
+    assert sleeps == [7.0]
+
+
+def test_a_5xx_says_how_long_the_service_asked_to_wait() -> None:
+    error = query_error(answering(503, {"retry_after": 12}))
+    silent = query_error(answering(502, {"detail": "bad gateway"}))
+
+    assert isinstance(error, TransientError)
+    assert error.retry_after == 12.0
+    assert "It asked for 12 s." in str(error)
+    assert isinstance(silent, TransientError)
+    assert silent.retry_after is None
+    assert "asked for" not in str(silent)
+
+
 def test_query_table_gives_up_after_max_attempts() -> None:
     sleeps: list[float] = []
     handler = Sequence(answering(503, {"detail": "still down"}))
