@@ -48,7 +48,12 @@ from connector.errors import (
     RateLimitedError,
     RetryableError,
 )
-from connector.sql import quote_identifier, quote_literal, timestamp_literal
+from connector.sql import (
+    quote_identifier,
+    quote_literal,
+    text_value,
+    timestamp_literal,
+)
 from connector.tables import KeyColumn
 from connector.windows import Window, WindowPlanner
 
@@ -592,10 +597,12 @@ def _literal(value: pa.Scalar, column: KeyColumn) -> str:
         stamp = _utc(python)
         assert stamp is not None
         return timestamp_literal(stamp)
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return quote_literal(python)
-    if pa.types.is_string_view(arrow_type):
-        return quote_literal(python)
+    if (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+    ):
+        return text_value(python)
     if pa.types.is_boolean(arrow_type):
         return "TRUE" if python else "FALSE"
     if pa.types.is_integer(arrow_type):

@@ -18,6 +18,7 @@ __all__ = [
     "in_list",
     "quote_identifier",
     "quote_literal",
+    "text_value",
     "timestamp_literal",
     "validate_column_name",
 ]
@@ -65,6 +66,18 @@ def quote_literal(value: str) -> str:
     _check_text(value, "string")
     escaped = value.replace("'", "''")
     return f"'{escaped}'"
+
+
+def text_value(value: str) -> str:
+    """A text value read from the service, as an SQL expression equal to it.
+
+    Unlike a setting, data may hold NUL characters, which no SQL literal can
+    carry: each one is spliced in as ``chr(0)``.
+    """
+    if "\x00" not in value:
+        return quote_literal(value)
+    parts = " || chr(0) || ".join(quote_literal(part) for part in value.split("\x00"))
+    return f"({parts})"
 
 
 def quote_identifier(name: str) -> str:

@@ -15,6 +15,7 @@ from connector.sql import (
     in_list,
     quote_identifier,
     quote_literal,
+    text_value,
     timestamp_literal,
     validate_column_name,
 )
@@ -239,3 +240,15 @@ def test_in_list_refuses_a_bare_string() -> None:
 def test_in_list_refuses_values_that_are_not_strings() -> None:
     with pytest.raises(ConfigurationError, match="must be strings"):
         in_list(["a", 1])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\x00", "\x00x\x00", "it's\x00"])
+def test_text_values_with_nul_compare_equal_in_datafusion(value: str) -> None:
+    context = datafusion.SessionContext()
+    context.from_arrow(pa.table({"m": [value, value + "z", "a"]}), "t")
+
+    sql = f"SELECT m FROM t WHERE m = {text_value(value)}"
+    found = context.sql(sql).to_arrow_table()["m"].to_pylist()
+
+    assert found == [value]
+    assert text_value("plain") == "'plain'"
