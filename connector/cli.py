@@ -131,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", required=True, help="first event time")
     backfill.add_argument("--end", required=True, help="end of the range, excluded")
     backfill.add_argument("--max-chunks", type=int)
+    backfill.add_argument(
+        "--accept-filter-change",
+        action="store_true",
+        help="backfill with filters other than the loaded rows' own (wider ones)",
+    )
     backfill.set_defaults(command=_backfill)
 
     verify = commands.add_parser(
@@ -292,13 +297,16 @@ def _run(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(_pipeline_options(args))
+    options = _source_options(args)
+    if args.accept_filter_change:
+        options["accept_filter_change"] = True
     report = run_backfill(
         pipeline,
         args.start,
         args.end,
         max_chunks=args.max_chunks,
         progress=_Progress(),
-        **_source_options(args),
+        **options,
     )
     _print_report("backfill", report)
     return EXIT_OK

@@ -221,10 +221,11 @@ def logfire_source(
             cut cleanly between two batches.
         max_requests_per_minute: Send at most this many requests in any
             minute, over all windows in flight and all chunks [no limit].
-        accept_filter_change: Go on from the watermark with filters other
-            than those its rows were read with [false: such a run fails,
-            since rows before the watermark that only the new filters keep
-            would never be read].
+        accept_filter_change: Go on from the watermark, or backfill, with
+            filters other than those the loaded rows were read with [false:
+            such a run fails, since rows before the watermark that only the
+            new filters keep would never be read, and a narrower backfill
+            would delete loaded rows that share a merge key with its own].
         progress: Called with a :class:`WindowLoaded` after every window and a
             :class:`TableSynced` after every table.
         read_ahead: Where run_sync keeps what is read on between runs.
@@ -368,6 +369,8 @@ class _TableSync:
         mark = "watermark" if self.settings.backfill is None else "done_until"
         if self.settings.backfill is None:
             self._check_filters(state)
+        else:
+            self._check_backfill_filters(state)
         with _make_client(self.settings) as client:
             now = self._parked_now(mark) or client.server_now()
             horizon = now - self.settings.settle
@@ -414,6 +417,22 @@ class _TableSync:
             ),
             going_on=f"Going on with new filters for {self.spec.name}",
         )
+
+    def _check_backfill_filters(self, state: dict[str, Any]) -> None:
+        """Refuse a backfill that filters otherwise than the watermark's runs.
+
+        A backfill's rows replace every loaded row that shares their merge key,
+        so one whose filters leave out rows the loaded ones kept would delete
+        those rows and not load them again.
+        """
+        known = state.get("filters")
+        filters = table_filters(self.spec, self.settings)
+        if known is None or known == filters:
+            return
+        message = _backfill_filters_differ(self.spec, known, filters)
+        if not self.settings.accept_filter_change:
+            raise ConfigurationError(message)
+        logger.warning("Backfilling %s with other filters, as asked.", self.spec.name)
 
     def _incremental(
         self, state: dict[str, Any], now: datetime, horizon: datetime
@@ -712,21 +731,40 @@ def _check_watermark_inputs(
     state[key] = current
 
 
+def _shown_filters(filters: Sequence[str]) -> str:
+    return " AND ".join(" ".join(part.split()) for part in filters) or "none"
+
+
+def _backfill_filters_differ(
+    spec: TableSpec, loaded: Sequence[str], backfill: Sequence[str]
+) -> str:
+    """The error for a backfill whose filters are not the loaded rows' own."""
+    merge_key = ", ".join(spec.merge_key)
+    return (
+        f"The backfill of {spec.name} filters with {_shown_filters(backfill)}, but "
+        f"the rows loaded so far were read with {_shown_filters(loaded)}. A "
+        f"backfill replaces every loaded row that shares ({merge_key}) with a row "
+        "it reads, so loaded rows that its filters leave out could be deleted "
+        "and not loaded again. Backfill with the same filters as the sync. If "
+        "the backfill's filters keep every row the sync's kept (they are wider), "
+        "pass accept_filter_change=true (`logfire-sync backfill "
+        "--accept-filter-change`)."
+    )
+
+
 def _filters_changed(
     table: str, before: Sequence[str], after: Sequence[str], watermark: str
 ) -> str:
     """The error for filters that differ from the ones the watermark was read with."""
-
-    def shown(filters: Sequence[str]) -> str:
-        return " AND ".join(" ".join(part.split()) for part in filters) or "none"
-
+    shown = _shown_filters
     return (
         f"The filters of {table} are not the ones its rows up to the watermark "
         f"({watermark}) were read with: they were {shown(before)}, and are now "
         f"{shown(after)}. Rows stored before the watermark that only the new "
         "filters keep would never be loaded. To load them, backfill the event "
         "times up to now with the new filters (`logfire-sync backfill --start "
-        "... --end ...`; rows already loaded merge into one copy), then run once "
+        "... --end ... --accept-filter-change`; rows already loaded merge into "
+        "one copy), then run once "
         "with accept_filter_change=true (`logfire-sync run "
         "--accept-filter-change`). To apply the new filters only from the "
         "watermark on, just run once with it."

@@ -228,9 +228,11 @@ def run_backfill(
     key replaces them), and the live watermark does not move. Progress is
     kept in the pipeline's state, so an interrupted backfill resumes where it
     stopped when called again with the same range; a finished one reads its
-    range again. Use the same filters as the
-    incremental sync: rows that a narrower backfill does not read are still
-    deleted where they share a merge key with rows it does read.
+    range again. A backfill with other filters than the incremental sync's
+    is refused before any request: rows a narrower backfill does not read would
+    still be deleted where they share a merge key with rows it does read. Pass
+    ``accept_filter_change=True`` for filters that keep every row the sync's
+    kept.
 
     Args:
         pipeline: The dlt pipeline to run.

@@ -238,7 +238,9 @@ def test_an_unknown_column_exits_2_with_the_fix(
 def test_an_unknown_column_in_a_where_exits_4_from_the_service(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["backfill", *common(server, state), *RANGE, "--where", "no_such = 1"]
+    # Accepted as a filter change, so that the query reaches the service.
+    where = ["--where", "no_such = 1", "--accept-filter-change"]
+    argv = ["backfill", *common(server, state), *RANGE, *where]
     refused(capsys, state, argv, 4, "No field named no_such", "Fix the SQL.")
 
 
@@ -268,14 +270,23 @@ def test_filter_values_with_quotes_match_literally_and_inject_nothing(
 ) -> None:
     before = Snapshot.of(state)
     injection = "api' OR '1'='1"
-    argv = ["backfill", *common(server, state), *RANGE, "--service", injection]
+    # Narrower than the loaded rows' filters, which a backfill must be told.
+    accept = "--accept-filter-change"
+    argv = ["backfill", *common(server, state), *RANGE, accept, "--service", injection]
     assert run_cli(argv, {}) == 0
     assert "loaded 0 rows" in capsys.readouterr().out
     backfills = [request.sql for request in engine.requests if "FROM" in request.sql]
     assert backfills
     assert all("service_name IN ('api'' OR ''1''=''1')" in sql for sql in backfills)
 
-    argv = ["backfill", *common(server, state), *RANGE, "--service", QUOTED_SERVICE]
+    argv = [
+        "backfill",
+        *common(server, state),
+        *RANGE,
+        accept,
+        "--service",
+        QUOTED_SERVICE,
+    ]
     assert run_cli(argv, {}) == 0
     assert f"loaded {quoted_rows(server)} rows" in capsys.readouterr().out
     after = Snapshot.of(state)

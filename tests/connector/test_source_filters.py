@@ -135,10 +135,45 @@ def test_other_filters_than_the_watermarks_fail_until_accepted(
     assert server.counters.snapshot()["requests"]["total"] == 0
     assert dest.count("records") == only_api
 
-    # What the message advises: backfill with the new filters, then accept.
-    run_backfill(dest.pipeline, START, NOW.isoformat(), **options)
+    # What the message advises: backfill with the new, wider filters, then
+    # accept them for the watermark too.
+    run_backfill(
+        dest.pipeline, START, NOW.isoformat(), accept_filter_change=True, **options
+    )
     accepted = run_sync(dest.pipeline, accept_filter_change=True, **options)
     again = run_sync(dest.pipeline, **options)
 
     assert accepted.rows == again.rows == 0
     assert_same_rows(dest.table("records"), rows)
+
+
+def test_a_backfill_narrower_than_the_loaded_rows_is_refused(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # Its rows would replace every loaded row sharing their merge key, other
+    # services' rows too, and it would not load those again.
+    dest = destination(tmp_path)
+    options: dict[str, Any] = {
+        "read_token": server.token,
+        "base_url": server.url,
+        "tables": ["records"],
+    }
+    run_sync(dest.pipeline, start=START, **options)
+    loaded = dest.count("records")
+
+    server.counters.reset()
+    with pytest.raises(ConfigurationError) as refused:
+        run_backfill(
+            dest.pipeline, START, NOW.isoformat(), service_names=["api"], **options
+        )
+
+    message = str(refused.value)
+    assert "service_name IN ('api')" in message
+    assert "(created_at, start_timestamp)" in message
+    assert "--accept-filter-change" in message
+    assert server.counters.snapshot()["requests"]["total"] == 0
+    assert dest.count("records") == loaded
+
+    same = run_backfill(dest.pipeline, START, NOW.isoformat(), **options)
+    assert same.rows == loaded
+    assert_same_rows(dest.table("records"), visible(server))
