@@ -67,7 +67,7 @@ class Plan:
     fetch_concurrencies: tuple[int, ...] = (1, 4)
     latencies: tuple[float, ...] = (0.0, 0.05)
     baseline_rows: int = 10_000
-    scaling_rows: tuple[int, ...] = (200_000, 1_000_000)
+    scaling_rows: tuple[int, ...] = (200_000, 600_000)
     seed: int = 1
     workdir: Path = Path("bench/.work")
     data: Path | None = None

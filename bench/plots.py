@@ -22,7 +22,6 @@ def write_plots(runs: list[Row], folder: Path) -> list[Path]:
 def _concurrency_plot(runs: list[Row], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
     series: dict[tuple[str, str, float], list[tuple[int, float]]] = {}
     for run in runs:
         if run["contender"] in ("connector", "fetch") and run["purpose"] == "matrix":
@@ -30,25 +29,33 @@ def _concurrency_plot(runs: list[Row], path: Path) -> Path:
             series.setdefault(key, []).append(
                 (run["concurrency"], run["rows_per_second"])
             )
-    for (table, destination, latency), points in sorted(series.items()):
-        points.sort()
-        fetch = destination == "none"
-        style = ":" if fetch else "-" if latency == 0 else "--"
-        label = f"bare fetch of {table}" if fetch else f"{table} -> {destination}"
-        axes.plot(
-            [c for c, _ in points],
-            [rate for _, rate in points],
-            style,
-            marker="s" if fetch else "o",
-            label=f"{label}, {latency:.0f} ms",
-        )
-    axes.set_xlabel("concurrency (windows read at once)")
-    axes.set_ylabel("rows per second, end to end")
-    axes.set_title("The connector's throughput by concurrency")
-    axes.set_xticks(sorted({c for points in series.values() for c, _ in points}))
-    axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
+    tables = sorted({table for table, _, _ in series})
+    figure, panels = plt.subplots(
+        1, max(len(tables), 1), figsize=(11, 5), squeeze=False
+    )
+    colors = {"duckdb": "tab:blue", "parquet": "tab:orange", "none": "tab:gray"}
+    for axes, table in zip(panels[0], tables, strict=False):
+        for (name, destination, latency), points in sorted(series.items()):
+            if name != table:
+                continue
+            points.sort()
+            label = "bare fetch" if destination == "none" else f"to {destination}"
+            axes.plot(
+                [c for c, _ in points],
+                [rate for _, rate in points],
+                "-" if latency == 0 else "--",
+                marker="s" if destination == "none" else "o",
+                color=colors.get(destination),
+                label=f"{label}, {latency:.0f} ms",
+            )
+        axes.set_title(table)
+        axes.set_xlabel("concurrency (windows read at once)")
+        axes.set_xticks(sorted({c for points in series.values() for c, _ in points}))
+        axes.set_ylim(bottom=0)
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
+    panels[0][0].set_ylabel("rows per second, end to end")
+    figure.suptitle("Throughput by concurrency: the connector and the bare fetch")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
