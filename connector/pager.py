@@ -22,8 +22,8 @@ is checked by a ``COUNT(*)`` of the rows at or after its last key: they must be
 exactly the page's own trailing run. A full page needs no check, since a cut
 would have left it short. A mismatch is handled like a broken stream.
 
-:func:`read_windows` reads several windows at once in threads, with bounded
-queues, and passes their rows on strictly in window order.
+:func:`read_windows` reads several windows at once in threads, each into a
+buffer bounded in rows, and passes their rows on strictly in window order.
 """
 
 from __future__ import annotations
