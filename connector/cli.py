@@ -483,6 +483,8 @@ def _classify(error: Exception) -> tuple[int, str]:
     local = _local_disk_failure(error)
     if local is not None:
         return local
+    if any(_CORRUPT_FILE in str(cause) for cause in _causes(error)):
+        return EXIT_DESTINATION, _CORRUPT_FILE_ADVICE
     if isinstance(error, ConfigurationError):
         return EXIT_CONFIG, ""
     if isinstance(error, AuthenticationError):
@@ -501,6 +503,17 @@ def _classify(error: Exception) -> tuple[int, str]:
             "committed chunk left them. Check that it is reachable and has space."
         )
     return EXIT_FAILED, ""
+
+
+_CORRUPT_FILE: Final = "Corrupt database file"
+"""How DuckDB starts the error for a block whose checksum does not match."""
+
+_CORRUPT_FILE_ADVICE: Final = (
+    "The destination's database file is damaged, which no retry repairs; "
+    "nothing was changed. Restore the file from a copy. Without one, move it "
+    "aside, delete the pipeline's folder under --state-dir (pipelines/<name>), "
+    "and run again with --start as far back as the rows should go."
+)
 
 
 def _local_disk_failure(error: Exception) -> tuple[int, str] | None:

@@ -461,6 +461,26 @@ def test_a_full_disk_under_state_exits_6_and_keeps_the_data(
     assert run_cli(verify, {}) == 0
 
 
+def test_a_damaged_duckdb_file_exits_6_with_how_to_recover(
+    server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A kill can leave DuckDB's file damaged, as one crash check run did: the
+    # first block after its headers no longer matches its checksum.
+    with (state / f"{PIPELINE}.duckdb").open("r+b") as database:
+        database.seek(12_288 + 64)
+        database.write(b"\xff" * 64)
+    saved = (state / "pipelines" / PIPELINE / "state.json").read_text()
+
+    code = run_cli(["run", *common(server, state)], {})
+
+    err = capsys.readouterr().err
+    assert code == 6
+    assert "Corrupt database file" in err
+    assert "no retry repairs" in err
+    assert "Restore the file from a copy" in err
+    assert (state / "pipelines" / PIPELINE / "state.json").read_text() == saved
+
+
 def test_a_read_only_state_folder_exits_2(
     server: SandboxServer, small_disk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
