@@ -756,18 +756,16 @@ def _filters_changed(
     table: str, before: Sequence[str], after: Sequence[str], watermark: str
 ) -> str:
     """The error for filters that differ from the ones the watermark was read with."""
-    shown = _shown_filters
     return (
         f"The filters of {table} are not the ones its rows up to the watermark "
-        f"({watermark}) were read with: they were {shown(before)}, and are now "
-        f"{shown(after)}. Rows stored before the watermark that only the new "
-        "filters keep would never be loaded. To load them, backfill the event "
-        "times up to now with the new filters (`logfire-sync backfill --start "
-        "... --end ... --accept-filter-change`; rows already loaded merge into "
-        "one copy), then run once "
-        "with accept_filter_change=true (`logfire-sync run "
-        "--accept-filter-change`). To apply the new filters only from the "
-        "watermark on, just run once with it."
+        f"({watermark}) were read with: they were {_shown_filters(before)}, and "
+        f"are now {_shown_filters(after)}. Rows stored before the watermark that "
+        "only the new filters keep would never be loaded. To load them, backfill "
+        "the event times up to now with the new filters (`logfire-sync backfill "
+        "--start ... --end ... --accept-filter-change`; rows already loaded "
+        "merge into one copy), then run once with accept_filter_change=true "
+        "(`logfire-sync run --accept-filter-change`). To apply the new filters "
+        "only from the watermark on, just run once with it."
     )
 
 
