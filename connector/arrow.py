@@ -96,6 +96,7 @@ def list_to_json(array: pa.Array) -> pa.Array:
 
 def _convert(column: pa.Array) -> pa.Array:
     """One column in the type it is loaded as."""
+    column = _plain(column)
     kind = column.type
     if _is_list(kind):
         return list_to_json(column)
@@ -103,8 +104,6 @@ def _convert(column: pa.Array) -> pa.Array:
         if kind.tz is None:
             column = pc.assume_timezone(column, "UTC")
         return column.cast(TIMESTAMP, safe=False)
-    if pa.types.is_string_view(kind) or pa.types.is_large_string(kind):
-        return column.cast(pa.string())
     return column
 
 

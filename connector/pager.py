@@ -597,11 +597,8 @@ def _literal(value: pa.Scalar, column: KeyColumn) -> str:
         stamp = _utc(python)
         assert stamp is not None
         return timestamp_literal(stamp)
-    if (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_string_view(arrow_type)
-    ):
+    # Pages reach here as plain_columns leaves them: text is a plain string.
+    if pa.types.is_string(arrow_type):
         return text_value(python)
     if pa.types.is_boolean(arrow_type):
         return "TRUE" if python else "FALSE"

@@ -36,16 +36,14 @@ def server() -> Iterator[SandboxServer]:
         yield running
 
 
+def reading(server: SandboxServer) -> dict[str, Any]:
+    """The options that read records from `server`."""
+    return {"read_token": server.token, "base_url": server.url, "tables": ["records"]}
+
+
 def sync(server: SandboxServer, tmp_path: Path, **extra: Any) -> pa.Table:
     dest = destination(tmp_path)
-    run_sync(
-        dest.pipeline,
-        read_token=server.token,
-        base_url=server.url,
-        start=START,
-        tables=["records"],
-        **extra,
-    )
+    run_sync(dest.pipeline, start=START, **reading(server), **extra)
     return dest.table("records")
 
 
@@ -114,12 +112,7 @@ def test_other_filters_than_the_watermarks_fail_until_accepted(
     server: SandboxServer, tmp_path: Path
 ) -> None:
     dest = destination(tmp_path)
-    options: dict[str, Any] = {
-        "read_token": server.token,
-        "base_url": server.url,
-        "start": START,
-        "tables": ["records"],
-    }
+    options = {**reading(server), "start": START}
     run_sync(dest.pipeline, service_names=["api"], **options)
     only_api = dest.count("records")
     rows = visible(server)
@@ -153,11 +146,7 @@ def test_a_backfill_narrower_than_the_loaded_rows_is_refused(
     # Its rows would replace every loaded row sharing their merge key, other
     # services' rows too, and it would not load those again.
     dest = destination(tmp_path)
-    options: dict[str, Any] = {
-        "read_token": server.token,
-        "base_url": server.url,
-        "tables": ["records"],
-    }
+    options = reading(server)
     run_sync(dest.pipeline, start=START, **options)
     loaded = dest.count("records")
 
