@@ -47,7 +47,7 @@ def prepare_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` with dictionary-encoded columns decoded and all text plain strings.
+    """`batch` with encoded columns decoded, text plain, timestamps in microseconds.
 
     The Arrow stream format lets a service send any column as a dictionary, and
     with any index type from one response to the next; DataFusion, which
@@ -69,17 +69,34 @@ def plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
 def _needs_plain(kind: pa.DataType) -> bool:
     return bool(
         pa.types.is_dictionary(kind)
-        or pa.types.is_string_view(kind)
-        or pa.types.is_large_string(kind)
+        or pa.types.is_run_end_encoded(kind)
+        or _is_wide_text(kind)
+        or (pa.types.is_timestamp(kind) and kind.unit != "us")
     )
 
 
 def _plain(column: pa.Array) -> pa.Array:
+    if pa.types.is_run_end_encoded(column.type):
+        column = pc.run_end_decode(column)
     if pa.types.is_dictionary(column.type):
+        if _is_wide_text(column.type.value_type):
+            # No kernel takes from string views, so the values go first.
+            column = pa.DictionaryArray.from_arrays(
+                column.indices, column.dictionary.cast(pa.string())
+            )
         column = column.dictionary_decode()
-    if pa.types.is_string_view(column.type) or pa.types.is_large_string(column.type):
+    if _is_wide_text(column.type):
         column = column.cast(pa.string())
+    kind = column.type
+    if pa.types.is_timestamp(kind) and kind.unit != "us":
+        # Logfire's timestamps are microseconds; finer digits would not survive
+        # the cursor's literal nor the destination.
+        column = column.cast(pa.timestamp("us", tz=kind.tz), safe=False)
     return column
+
+
+def _is_wide_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string_view(kind) or pa.types.is_large_string(kind))
 
 
 def list_to_json(array: pa.Array) -> pa.Array:

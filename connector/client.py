@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 ARROW_STREAM: Final = "application/vnd.apache.arrow.stream"
 NDJSON: Final = "application/x-ndjson"
+_BODY_ERRORS: Final = (httpx.TransportError, httpx.DecodingError)
+"""What httpx raises when a body breaks off or cannot be decoded part way."""
+
 END_OF_STREAM: Final = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _CONTINUATION: Final = END_OF_STREAM[:4]
 _MARKER_SIZE: Final = len(END_OF_STREAM)
@@ -585,7 +588,8 @@ class LogfireClient:
         rows: list[dict[str, Any]] = []
         exchange.rows = 0
         try:
-            for number, line in enumerate(response.iter_lines(), start=1):
+            lines = _split_lines(response.iter_text())
+            for number, line in enumerate(lines, start=1):
                 message = self._ndjson_message(line, number, exchange)
                 kind = None if message is None else message["type"]
                 if message is None or kind in ("schema", "explain"):
@@ -598,10 +602,10 @@ class LogfireClient:
                 elif kind == "end":
                     self._check_ndjson_end(message, len(rows), exchange)
                     return rows
-        except httpx.TransportError as exc:
+        except _BODY_ERRORS as exc:
             raise self._error(
                 IncompleteResponseError,
-                f"The connection broke after {len(rows)} rows of the NDJSON "
+                f"The response broke off after {len(rows)} rows of the NDJSON "
                 f"result ({type(exc).__name__}: {exc}). Retry the query.",
                 status_code=exchange.status,
             ) from exc
@@ -715,7 +719,12 @@ class LogfireClient:
 
     def _now_from_table(self, table: pa.Table) -> datetime:
         """The single timestamp that ``SELECT now()`` returned."""
-        value: Any = table.column(0)[0].as_py() if table.num_rows else None
+        column = table.column(0)
+        if pa.types.is_timestamp(column.type) and column.type.unit != "us":
+            # DataFusion's now() is in nanoseconds, which as_py() refuses
+            # without pandas.
+            column = column.cast(pa.timestamp("us", tz=column.type.tz), safe=False)
+        value: Any = column[0].as_py() if table.num_rows else None
         if not isinstance(value, datetime):
             raise self._error(
                 TransientError,
@@ -784,10 +793,10 @@ class LogfireClient:
             for batch in reader:
                 exchange.rows += batch.num_rows
                 yield batch
-        except httpx.TransportError as exc:
+        except _BODY_ERRORS as exc:
             raise self._error(
                 IncompleteResponseError,
-                f"The connection broke after {body.bytes_read} bytes of the "
+                f"The response broke off after {body.bytes_read} bytes of the "
                 f"Arrow stream ({type(exc).__name__}: {exc}). Retry the query.",
                 status_code=exchange.status,
             ) from exc
@@ -996,6 +1005,14 @@ class LogfireClient:
                 ConfigurationError,
                 f"Cannot send a request to {url} ({cause}). Fix base_url.",
             )
+        if _certificate_failed(exc):
+            return self._error(
+                ConfigurationError,
+                f"The TLS certificate of {url} failed verification ({cause}). If "
+                "the service uses a private certificate authority, point "
+                "SSL_CERT_FILE (or SSL_CERT_DIR) at its certificates; otherwise "
+                "fix base_url.",
+            )
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return self._error(
                 TransientError,
@@ -1027,3 +1044,40 @@ class LogfireClient:
     ) -> LogfireSyncError:
         """An error whose message cannot carry the token, even when echoed."""
         return error_class(self._token.scrub(message), status_code=status_code)
+
+
+def _certificate_failed(exc: BaseException) -> bool:
+    """Whether `exc` comes from a TLS certificate that failed verification.
+
+    httpx reports it as a connection error, which no retry can fix.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+def _split_lines(chunks: Iterator[str]) -> Iterator[str]:
+    """The lines of a text stream, split at line feeds alone.
+
+    ``str.splitlines`` (and httpx's ``iter_lines``) also split at U+2028,
+    U+2029 and U+0085, which JSON strings may hold unescaped.
+    """
+    parts: list[str] = []
+    for chunk in chunks:
+        pieces = chunk.split("\n")
+        if len(pieces) == 1:
+            parts.append(chunk)
+            continue
+        parts.append(pieces[0])
+        yield "".join(parts).removesuffix("\r")
+        for piece in pieces[1:-1]:
+            yield piece.removesuffix("\r")
+        parts = [pieces[-1]]
+    tail = "".join(parts)
+    if tail:
+        yield tail.removesuffix("\r")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from connector.arrow import TIMESTAMP, prepare_batch
+from connector.arrow import TIMESTAMP, plain_columns, prepare_batch
 
 WHEN = datetime(2026, 5, 27, 13, 16, 36, 517321, tzinfo=UTC)
 
@@ -24,6 +24,39 @@ def test_text_of_every_layout_becomes_plain_strings() -> None:
     prepared = prepare_batch(batch)
     assert prepared.schema.types == [pa.string()] * 3
     assert prepared.to_pydict() == dict.fromkeys(batch.schema.names, values)
+
+
+def test_encoded_text_is_decoded_for_the_pager_and_the_load() -> None:
+    views = pa.array(["svc-a", "svc-b"], pa.string_view())
+    batch = pa.record_batch(
+        {
+            "dictionary_of_views": pa.DictionaryArray.from_arrays(
+                pa.array([0, None, 1], pa.int32()), views
+            ),
+            "run_end_encoded": pa.RunEndEncodedArray.from_arrays(
+                [2, 3], pa.array(["svc-a", "svc-b"])
+            ),
+        }
+    )
+    expected = {
+        "dictionary_of_views": ["svc-a", None, "svc-b"],
+        "run_end_encoded": ["svc-a", "svc-a", "svc-b"],
+    }
+
+    for shaped in (plain_columns(batch), prepare_batch(batch)):
+        assert shaped.schema.types == [pa.string()] * 2
+        assert shaped.to_pydict() == expected
+
+
+def test_the_pager_gets_microseconds_from_finer_timestamps() -> None:
+    nanos = pa.array([1_779_887_796_517_321_789], pa.timestamp("ns", tz="UTC"))
+
+    plain = plain_columns(pa.record_batch({"created_at": nanos}))
+
+    assert plain.schema.types == [TIMESTAMP]
+    # A plain datetime: pyarrow turns nanoseconds into one only through pandas.
+    assert type(plain.column(0)[0].as_py()) is datetime
+    assert plain.column(0)[0].as_py() == WHEN
 
 
 def test_timestamps_become_utc_microseconds() -> None:

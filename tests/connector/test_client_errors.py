@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -431,6 +433,50 @@ def test_read_timeout_suggests_a_narrower_query() -> None:
         raise httpx.ReadTimeout("timed out")
 
     assert "narrow the query's time range" in str(query_error(handler))
+
+
+def test_a_certificate_that_fails_verification_is_not_retried() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        # As httpx reports it: a connection error caused by the TLS failure.
+        try:
+            raise ssl.SSLCertVerificationError(
+                1, "[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"
+            )
+        except ssl.SSLError as cause:
+            raise httpx.ConnectError(str(cause)) from cause
+
+    client = client_for(handler, RetryPolicy(max_attempts=5, sleep=lambda s: None))
+    with pytest.raises(ConfigurationError) as caught:
+        list(client.stream_arrow("SELECT 1", min_timestamp=SINCE))
+
+    assert len(calls) == 1
+    assert "certificate" in str(caught.value)
+    assert "SSL_CERT_FILE" in str(caught.value)
+
+
+def test_a_body_that_cannot_be_decoded_is_incomplete_and_retried() -> None:
+    table = pa.table({"n": list(range(20_000))})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    spoiled = bytearray(gzip.compress(sink.getvalue().to_pybytes()))
+    middle = len(spoiled) // 2
+    spoiled[middle : middle + 16] = bytes(16)
+    headers = {"content-type": ARROW_STREAM, "content-encoding": "gzip"}
+    handler = Sequence(
+        lambda request: httpx.Response(
+            200, headers=headers, stream=httpx.ByteStream(bytes(spoiled))
+        ),
+        arrow_ok,
+    )
+
+    client = client_for(handler, RetryPolicy(max_attempts=2, sleep=lambda s: None))
+    rows = client.query_table("SELECT 1", min_timestamp=SINCE).num_rows
+
+    assert (rows, handler.calls) == (3, 2)
 
 
 def test_unsupported_protocol_is_a_configuration_error() -> None:

@@ -199,7 +199,7 @@ def test_a_connection_broken_mid_stream_is_a_failed_read() -> None:
         raise httpx.ReadError("connection reset")
 
     response = httpx.Response(200, headers={"content-type": NDJSON}, content=body())
-    with pytest.raises(IncompleteResponseError, match="connection broke after 1 rows"):
+    with pytest.raises(IncompleteResponseError, match="broke off after 1 rows"):
         read(mock_client(response))
 
 
@@ -224,3 +224,23 @@ def test_a_token_for_another_region_names_both_services(
     assert "https://logfire-eu.pydantic.dev" in message
     assert fresh_sandbox.url in message
     assert other not in message
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_line_separators_inside_values_do_not_split_lines(separator: str) -> None:
+    note = f"first{separator}second"
+    body = "".join(
+        json.dumps(line, ensure_ascii=False) + "\n"
+        for line in (
+            {"type": "schema", "schema": {"fields": []}},
+            {"type": "data", "rows": [{"note": note}]},
+            {"type": "end", "row_count": 1},
+        )
+    ).encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": NDJSON}, content=body)
+
+    client = LogfireClient(TOKEN, transport=httpx.MockTransport(handler), retry=once())
+
+    assert client.query_ndjson("SELECT 1", min_timestamp=SINCE) == [{"note": note}]

@@ -393,6 +393,19 @@ def test_server_now_is_retried() -> None:
     assert client.requests_made == 2
 
 
+def test_the_sql_clock_in_nanoseconds_is_read_as_a_plain_datetime() -> None:
+    service = Recorder(date=None)
+    nanos = pa.array([1_779_887_796_517_321_789], pa.timestamp("ns", tz="UTC"))
+    service.table = pa.table({"now": nanos})
+
+    now = client_for(service).server_now()
+
+    # A plain datetime, as pandas (which pyarrow would need for nanoseconds) may
+    # not be installed.
+    assert type(now) is datetime
+    assert now == datetime(2026, 5, 27, 13, 16, 36, 517321, tzinfo=UTC)
+
+
 def test_server_now_without_a_date_header_asks_the_sql_clock() -> None:
     service = Recorder(date=None)
     service.table = pa.table({"now": pa.array([INSTANT], pa.timestamp("us", tz="UTC"))})
