@@ -11,15 +11,25 @@ same types, which dlt needs. Every step is vectorised.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["TIMESTAMP", "list_to_json", "plain_columns", "prepare_batch"]
+__all__ = ["TIMESTAMP", "as_json", "list_to_json", "plain_columns", "prepare_batch"]
 
 TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 """The type every timestamp is loaded as."""
+
+_JSON_SPACE: Final = " \t\n\r"
+"""The whitespace JSON allows around a value."""
+
+_JSON_LITERAL: Final = (
+    r"^(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null)$"
+)
+"""A JSON number, ``true``, ``false`` or ``null``."""
 
 _JSON_ESCAPES: Final = {
     "\b": "\\b",
@@ -35,12 +45,22 @@ _JSON_ESCAPES: Final = {
 }
 
 
-def prepare_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` with lists as JSON text, UTC microsecond timestamps, plain strings."""
+def prepare_batch(
+    batch: pa.RecordBatch,
+    json_columns: Collection[str] = (),
+    loose_json_columns: Collection[str] = (),
+) -> pa.RecordBatch:
+    """`batch` with lists as JSON text, UTC microsecond timestamps, plain strings.
+
+    Text in `json_columns` that is not JSON becomes a JSON string holding it
+    (see `as_json`); values of `loose_json_columns` are parsed to tell.
+    """
     columns = []
     fields = []
     for field, column in zip(batch.schema, batch.columns, strict=True):
         converted = _convert(column)
+        if field.name in json_columns and pa.types.is_string(converted.type):
+            converted = as_json(converted, parse=field.name in loose_json_columns)
         columns.append(converted)
         fields.append(pa.field(field.name, converted.type, field.nullable))
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
@@ -97,6 +117,65 @@ def _plain(column: pa.Array) -> pa.Array:
 
 def _is_wide_text(kind: pa.DataType) -> bool:
     return bool(pa.types.is_string_view(kind) or pa.types.is_large_string(kind))
+
+
+def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:
+    """JSON text as it is, and any other text as a JSON string that holds it.
+
+    Destinations parse a column loaded as JSON, and one malformed value fails
+    the whole load, and every later run with it. Values that cannot be JSON
+    (empty, or plain text that neither opens and closes like a document nor
+    is a literal) are caught by their ends alone; with `parse`, the other
+    values are parsed too, which also catches text such as
+    ``[worker-3] ready [ok]``.
+    """
+    shaped = pc.fill_null(_json_shaped(column), True)
+    if parse:
+        candidates = pc.and_(shaped, pc.is_valid(column))
+        parsed = pa.array(
+            [_parses(value) for value in column.filter(candidates).to_pylist()],
+            pa.bool_(),
+        )
+        shaped = pc.replace_with_mask(shaped, candidates, parsed)
+    if pc.all(shaped).as_py():
+        return column
+    mask = pc.invert(shaped)
+    return pc.replace_with_mask(column, mask, _json_strings(column.filter(mask)))
+
+
+def _json_shaped(column: pa.Array) -> pa.Array:
+    """Whether each value opens and closes like JSON text, or is a literal.
+
+    Documents are told by their first and last characters, at no cost of a
+    copy; only the rest, usually none, is trimmed and matched.
+    """
+    shaped = pc.or_(_enclosed(column, "{}"), _enclosed(column, "[]"))
+    rest = pc.invert(pc.fill_null(shaped, True))
+    if not pc.any(rest).as_py():
+        return shaped
+
+    trimmed = pc.utf8_trim(column.filter(rest), _JSON_SPACE)
+    found = pc.match_substring_regex(trimmed, _JSON_LITERAL)
+    for pair in ("{}", "[]"):
+        found = pc.or_(found, _enclosed(trimmed, pair))
+    # A lone '"' starts and ends with a quote, but is no string.
+    longer = pc.greater(pc.utf8_length(trimmed), 1)
+    found = pc.or_(found, pc.and_(_enclosed(trimmed, '""'), longer))
+    return pc.replace_with_mask(shaped, rest, found)
+
+
+def _enclosed(column: pa.Array, pair: str) -> pa.Array:
+    """Whether each value starts with ``pair[0]`` and ends with ``pair[1]``."""
+    return pc.and_(pc.starts_with(column, pair[0]), pc.ends_with(column, pair[1]))
+
+
+def _parses(text: str) -> bool:
+    """Whether `text` is JSON."""
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def list_to_json(array: pa.Array) -> pa.Array:

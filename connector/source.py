@@ -457,7 +457,9 @@ class _TableSync:
                 chunked=self._chunked,
             )
             query = _TableQuery(self.spec, settings, horizon=None)
-            reading = _open_reading(planner, query.window_query, settings, end, now)
+            reading = _open_reading(
+                planner, query.window_query, settings, end, now, self.spec
+            )
         if reading is not None:
             yield from self._read(reading, state, "watermark")
 
@@ -517,7 +519,9 @@ class _TableSync:
                 chunked=self._chunked,
             )
             query = _TableQuery(self.spec, settings, horizon=horizon)
-            reading = _open_reading(planner, query.window_query, settings, end, now)
+            reading = _open_reading(
+                planner, query.window_query, settings, end, now, self.spec
+            )
         if reading is not None:
             yield from self._read(reading, progress, "done_until")
 
@@ -1254,12 +1258,16 @@ def _open_reading(
     settings: Settings,
     end: datetime,
     now: datetime | None = None,
+    spec: TableSpec | None = None,
 ) -> Reading:
     """Start reading the planner's windows, with a client of their own.
 
     The client belongs to the reading rather than to one run of the resource,
-    as a reading parked between chunks outlives the run that started it.
+    as a reading parked between chunks outlives the run that started it. With
+    `spec`, its JSON columns are made safe to load as JSON.
     """
+    json_columns = frozenset() if spec is None else spec.json_columns
+    loose = frozenset() if spec is None else spec.loose_json_columns
     client = _make_client(settings)
     stats = WindowStats()
 
@@ -1274,7 +1282,8 @@ def _open_reading(
             verify_counts=settings.verify_counts,
         )
         yield from _regrouped(
-            (prepare_batch(batch) for batch in pages), settings.page_size
+            (prepare_batch(batch, json_columns, loose) for batch in pages),
+            settings.page_size,
         )
 
     items = read_windows(planner, read, concurrency=settings.concurrency)

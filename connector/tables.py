@@ -56,6 +56,8 @@ class TableSpec:
             bound, and the event time a backfill reads by.
         key: The total order pages are read in; not necessarily unique.
         json_columns: Text columns that hold JSON documents.
+        loose_json_columns: JSON columns whose values may be plain text too:
+            each of their values is parsed before it is loaded as JSON.
         list_columns: Array columns, loaded as JSON array text.
         merge_key: Columns whose values a re-read window replaces wholesale.
     """
@@ -68,6 +70,7 @@ class TableSpec:
     json_columns: frozenset[str]
     list_columns: frozenset[str]
     merge_key: tuple[str, str]
+    loose_json_columns: frozenset[str] = frozenset()
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -149,6 +152,8 @@ RECORDS: Final = TableSpec(
     ),
     list_columns=frozenset({"tags"}),
     merge_key=("created_at", "start_timestamp"),
+    # A log's body is often a JSON document, but the API does not promise it.
+    loose_json_columns=frozenset({"log_body"}),
 )
 
 METRICS: Final = TableSpec(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from connector.arrow import TIMESTAMP, plain_columns, prepare_batch
+from connector.arrow import TIMESTAMP, as_json, plain_columns, prepare_batch
 
 WHEN = datetime(2026, 5, 27, 13, 16, 36, 517321, tzinfo=UTC)
 
@@ -80,3 +80,59 @@ def test_lists_become_json_array_text() -> None:
     batch = pa.record_batch({"tags": pa.array(tags, pa.list_(pa.string()))})
     prepared = prepare_batch(batch).column(0).to_pylist()
     assert [None if text is None else json.loads(text) for text in prepared] == tags
+
+
+JSON_TEXT = [
+    '{"a": [1, 2]}',
+    "[]",
+    ' {"padded": true}\n',
+    '"a string"',
+    "-1.5e3",
+    "0",
+    "true",
+    "null",
+    None,
+]
+
+
+def test_json_text_is_left_as_it_is() -> None:
+    column = pa.array(JSON_TEXT)
+
+    assert as_json(column) is column
+    assert as_json(column, parse=True) is column
+
+
+def test_text_that_cannot_be_json_becomes_a_json_string() -> None:
+    texts = ["", "plain text body", "NaN", '"', "{unclosed", "tab\there"]
+    column = pa.array([*texts, '{"kept": 1}', None])
+
+    shaped = as_json(column).to_pylist()
+
+    assert [json.loads(value) for value in shaped[:-1]] == [*texts, {"kept": 1}]
+    assert shaped[-1] is None
+
+
+def test_parsing_catches_text_that_only_looks_like_json() -> None:
+    column = pa.array(["[worker-3] ready [ok]", "{not: json}", '{"ok": true}'])
+
+    assert as_json(column).to_pylist() == column.to_pylist()
+    shaped = as_json(column, parse=True).to_pylist()
+    assert [json.loads(value) for value in shaped] == [
+        "[worker-3] ready [ok]",
+        "{not: json}",
+        {"ok": True},
+    ]
+
+
+def test_only_the_named_json_columns_are_shaped() -> None:
+    batch = pa.record_batch(
+        {"attributes": ["plain"], "log_body": ["[a] b [c]"], "message": ["plain"]}
+    )
+
+    shaped = prepare_batch(batch, {"attributes", "log_body"}, {"log_body"})
+
+    assert shaped.to_pydict() == {
+        "attributes": ['"plain"'],
+        "log_body": ['"[a] b [c]"'],
+        "message": ["plain"],
+    }

@@ -185,3 +185,30 @@ def test_parquet_files_on_the_filesystem_destination_get_every_row_once(
         parts = sorted((files / "logfire" / table).glob("*.parquet"))
         loaded = pa.concat_tables(pq.read_table(part) for part in parts)
         assert_same_rows(loaded, visible(server, table))
+
+
+def test_text_that_is_not_json_in_json_columns_loads_as_json_strings(
+    tmp_path: Path,
+) -> None:
+    records = make_records(6, seed=23, start=NOW - timedelta(hours=2), end=NOW)
+    bodies = ["plain text body", "", "[worker-3] ready [ok]", '{"k": 1}', None, "7"]
+    records = records.append_column("log_body", pa.array(bodies, pa.string()))
+    metrics = make_metrics(3, seed=24, start=NOW - timedelta(hours=2), end=NOW)
+    attributes = pa.array(["", "host=a", '{"host": "b"}'])
+    metrics = metrics.set_column(
+        metrics.schema.get_field_index("attributes"), "attributes", attributes
+    )
+    dest = destination(tmp_path)
+
+    with sandbox(records, metrics) as server:
+        report = run_sync(dest.pipeline, **options(server))
+
+    assert report.rows == 9
+    assert report.caught_up
+    loaded = dest.query(
+        "SELECT log_body->>'$' FROM logfire.records ORDER BY created_at"
+    )
+    expected = {value for value in bodies if value != '{"k": 1}'} | {'{"k":1}'}
+    assert {value for (value,) in loaded} == expected
+    hosts = dest.query("SELECT attributes->>'$' FROM logfire.metrics")
+    assert {value for (value,) in hosts} == {"", "host=a", '{"host":"b"}'}
