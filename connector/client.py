@@ -2,8 +2,10 @@
 
 :meth:`LogfireClient.stream_arrow` sends one query and yields record batches as
 they arrive, without holding the whole response in memory. Truncation is caught
-by requiring the Arrow end-of-stream marker: pyarrow alone takes a stream that
-stops cleanly between two batches for a complete one.
+by the Arrow end-of-stream marker: pyarrow alone takes a stream that stops
+cleanly between two batches for a complete one. The format also lets a writer
+end a stream by closing it, so a caller that can confirm the rows otherwise
+(by a count) may take a stream without the marker.
 
 :meth:`LogfireClient.query_ndjson` reads a small result, such as counts, as
 NDJSON. The read is complete only once the `end` line arrives and agrees with
@@ -23,7 +25,7 @@ import ssl
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -389,9 +391,10 @@ class LogfireClient:
             :meth:`token_info` retry; :class:`RetryPolicy` defaults otherwise.
         transport: An httpx transport, for tests.
         require_end_marker: Whether an Arrow stream must end with its
-            end-of-stream marker. Turn it off only for a service that never
-            sends one: a stream cut between two batches then looks complete and
-            is caught only by the caller's own row-count checks.
+            end-of-stream marker, or else fail (or, for a caller that passes
+            `unmarked`, be confirmed by it). Off, a stream cut between two
+            batches looks complete and is caught only by the caller's own
+            row-count checks.
         max_requests_per_minute: Send at most this many requests in any
             minute, waiting for a turn when the budget is spent; shared with
             every client of the same service and token in this process.
@@ -476,6 +479,7 @@ class LogfireClient:
         min_timestamp: datetime,
         max_timestamp: datetime | None = None,
         limit: int = MAX_LIMIT,
+        unmarked: Callable[[], None] | None = None,
     ) -> Generator[pa.RecordBatch, None, None]:
         """Run one query and yield its record batches as they arrive.
 
@@ -487,6 +491,11 @@ class LogfireClient:
                 timestamp column; timezone-aware.
             max_timestamp: The upper bound on the same column, if any.
             limit: The most rows to return, 1 to 10,000.
+            unmarked: Called when the stream ends cleanly but without its
+                end-of-stream marker (the Arrow format allows a writer to end
+                by closing), so that the caller confirms the rows another way.
+                Without it, such a stream fails as incomplete, unless
+                `require_end_marker` is off.
 
         Returns:
             A generator of the result's record batches; closing it early
@@ -502,7 +511,7 @@ class LogfireClient:
                 IncompleteResponseError if the stream stops before its end.
         """
         payload = _query_body(sql, min_timestamp, max_timestamp, limit)
-        return self._stream_query(payload, _Exchange("POST", _QUERY_PATH))
+        return self._stream_query(payload, _Exchange("POST", _QUERY_PATH), unmarked)
 
     def query_table(
         self,
@@ -552,11 +561,10 @@ class LogfireClient:
         if now is not None:
             return now
 
-        table = self.query_table(
-            "SELECT now() AS now",
-            min_timestamp=datetime.now(UTC) - timedelta(hours=1),
-            limit=1,
-        )
+        since = datetime.now(UTC) - timedelta(hours=1)
+        payload = _query_body("SELECT now() AS now", since, None, 1)
+        # One row or none: a cut can only leave none, which fails below.
+        table = self.retrying()(self._fetch_table, payload, _accept)
         return self._now_from_table(table)
 
     def token_info(self) -> dict[str, object]:
@@ -566,10 +574,14 @@ class LogfireClient:
         """
         return self.retrying()(self._fetch_token_info)
 
-    def _fetch_table(self, payload: dict[str, object]) -> pa.Table:
+    def _fetch_table(
+        self,
+        payload: dict[str, object],
+        unmarked: Callable[[], None] | None = None,
+    ) -> pa.Table:
         """One attempt of :meth:`query_table`."""
         exchange = _Exchange("POST", _QUERY_PATH)
-        batches = list(self._stream_query(payload, exchange))
+        batches = list(self._stream_query(payload, exchange, unmarked))
         return pa.Table.from_batches(batches, schema=exchange.schema)
 
     def _fetch_ndjson(self, payload: dict[str, object]) -> list[dict[str, Any]]:
@@ -735,7 +747,10 @@ class LogfireClient:
         return value.astimezone(UTC)
 
     def _stream_query(
-        self, payload: dict[str, object], exchange: _Exchange
+        self,
+        payload: dict[str, object],
+        exchange: _Exchange,
+        unmarked: Callable[[], None] | None = None,
     ) -> Generator[pa.RecordBatch, None, None]:
         """Send a query and yield its batches; the generator behind streaming."""
         headers = {"Accept": ARROW_STREAM}
@@ -744,7 +759,7 @@ class LogfireClient:
             self._raise_unless_arrow(response)
 
             body = _BodyReader(response.iter_bytes())
-            yield from self._read_batches(body, exchange)
+            yield from self._read_batches(body, exchange, unmarked)
 
     @contextlib.contextmanager
     def _open(self, exchange: _Exchange, **kwargs: Any) -> Iterator[httpx.Response]:
@@ -782,7 +797,10 @@ class LogfireClient:
             )
 
     def _read_batches(
-        self, body: _BodyReader, exchange: _Exchange
+        self,
+        body: _BodyReader,
+        exchange: _Exchange,
+        unmarked: Callable[[], None] | None,
     ) -> Iterator[pa.RecordBatch]:
         """Yield the batches of an Arrow stream, then check that it was whole."""
         exchange.rows = 0
@@ -807,6 +825,14 @@ class LogfireClient:
             body.drain()
             return
         if not self.require_end_marker:
+            return
+        if unmarked is not None:
+            logger.debug(
+                "The Arrow stream ended after %s rows without its end-of-stream "
+                "marker; the caller confirms its rows.",
+                exchange.rows,
+            )
+            unmarked()
             return
         raise self._error(
             IncompleteResponseError,
@@ -1081,3 +1107,7 @@ def _split_lines(chunks: Iterator[str]) -> Iterator[str]:
     tail = "".join(parts)
     if tail:
         yield tail.removesuffix("\r")
+
+
+def _accept() -> None:
+    """Take a stream without its end-of-stream marker as it is."""

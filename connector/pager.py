@@ -15,12 +15,14 @@ Rows are passed on as their batches arrive. When a stream breaks, reading
 resumes at the held key after the retry policy's wait: rows already passed on
 all sort before it, so none is passed on twice and none is missed.
 
-A stream cut cleanly between two batches is caught by the client, from the
-missing end-of-stream marker. For a service that never sends the marker, such a
-cut page looks like a short last page, so with `verify_counts` every short page
-is checked by a ``COUNT(*)`` of the rows at or after its last key: they must be
-exactly the page's own trailing run. A full page needs no check, since a cut
-would have left it short. A mismatch is handled like a broken stream.
+A stream cut cleanly between two batches is told apart by its missing
+end-of-stream marker. The Arrow format lets a writer end a stream by closing it
+instead, and to a service that does, a cut page looks like a short last page.
+So a short page that arrived without the marker (and, with `verify_counts`,
+every short page) is checked by a ``COUNT(*)`` of the rows at or after its last
+key: they must be exactly the page's own trailing run. A full page needs no
+check, since a cut would have left it short. A mismatch is handled like a
+broken stream.
 
 :func:`read_windows` reads several windows at once in threads, each into a
 buffer bounded in rows, and passes their rows on strictly in window order.
@@ -88,8 +90,13 @@ class Reader(Protocol):
         min_timestamp: datetime,
         max_timestamp: datetime | None = None,
         limit: int = MAX_LIMIT,
+        unmarked: Callable[[], None] | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Run one query and yield its batches as they arrive."""
+        """Run one query and yield its batches as they arrive.
+
+        A stream that ends without its end-of-stream marker calls `unmarked`,
+        or fails as incomplete when there is none.
+        """
         ...
 
     def retrying(self) -> tenacity.Retrying:
@@ -195,8 +202,10 @@ def read_window(
 ) -> Iterator[pa.RecordBatch]:
     """Yield every row of a window exactly once, in key order.
 
-    With `verify_counts`, each short page is confirmed by a count query (see
-    the module's docstring); the query needs `query.count`.
+    A short page whose stream ends without its end-of-stream marker is
+    confirmed by a count query, if `query.count` is set, and with
+    `verify_counts` every short page is (see the module's docstring; it needs
+    `query.count`).
 
     Raises:
         LogfireSyncError: If the service breaks the protocol (too many rows,
@@ -255,6 +264,11 @@ class _Page:
     held: list[pa.RecordBatch] = field(default_factory=list)
     held_key: tuple[pa.Scalar, ...] | None = None
     last_key: tuple[pa.Scalar, ...] | None = None
+    unmarked: bool = False
+
+    def mark_unmarked(self) -> None:
+        """Note that the page's stream ended without its end-of-stream marker."""
+        self.unmarked = True
 
     def resume_cursor(self) -> Cursor | None:
         """Where to start again if this page's stream breaks now."""
@@ -290,7 +304,7 @@ class _Pager:
             page = _Page(cursor, limit)
             try:
                 yield from self._read(page)
-                if self._verify_counts and page.rows < page.limit:
+                if self._counts(page) and page.rows < page.limit:
                     self._verify_tail(page)
             except RetryableError as error:
                 self._stats.add(retries=1)
@@ -307,6 +321,10 @@ class _Pager:
             if next_cursor is None:
                 return
             cursor, limit = next_cursor
+
+    def _counts(self, page: _Page) -> bool:
+        """Whether a short `page` must be confirmed by a count."""
+        return self._verify_counts or page.unmarked
 
     def _after(self, page: _Page) -> tuple[Cursor, int] | None:
         """The cursor and limit of the page that follows `page`, if any."""
@@ -337,6 +355,8 @@ class _Pager:
             min_timestamp=query.min_timestamp,
             max_timestamp=query.max_timestamp,
             limit=page.limit,
+            # Without a count to confirm it, a page needs the marker.
+            unmarked=None if query.count is None else page.mark_unmarked,
         )
         with _closing(stream):
             for batch in stream:
@@ -476,6 +496,8 @@ class _Pager:
             min_timestamp=query.min_timestamp,
             max_timestamp=query.max_timestamp,
             limit=1,
+            # One row or none: a cut can only leave none, which fails below.
+            unmarked=_accept,
         )
         with _closing(stream):
             values = [batch.column(0)[0] for batch in stream if batch.num_rows]
@@ -492,7 +514,7 @@ class _Pager:
     def _check_end(self, page: _Page) -> None:
         """Refuse an `=` re-read whose rows were not all of its key."""
         if page.cursor is not None and page.cursor.op == "=" and page.rows == 0:
-            if self._verify_counts:
+            if self._counts(page):
                 # Without the marker, a stream cut before its first batch is
                 # also empty: worth reading again.
                 raise IncompleteResponseError(
@@ -848,3 +870,7 @@ def read_windows(
     when the consumer reaches it.
     """
     yield from _Fetcher(planner, read, concurrency)
+
+
+def _accept() -> None:
+    """Take a stream without its end-of-stream marker as it is."""

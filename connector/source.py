@@ -212,9 +212,10 @@ def logfire_source(
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
             without merge.
-        require_end_marker: Whether each Arrow stream must end with its
-            end-of-stream marker [true]; turn it off only for a service that
-            never sends one.
+        require_end_marker: Whether a page's Arrow stream counts as whole only
+            with its end-of-stream marker [true]: a short page that ends
+            without it is then confirmed by a ``COUNT(*)``. Off, the marker
+            is not looked for, and only `verify_counts` checks pages.
         verify_counts: Confirm each window's last page with a ``COUNT(*)``
             query, one more request a window [on when `require_end_marker` is
             off, else off]: without the marker, only a count shows a stream

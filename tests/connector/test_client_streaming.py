@@ -185,6 +185,33 @@ def test_without_the_marker_requirement_a_clean_cut_passes() -> None:
     assert sum(batch.num_rows for batch in read_all(client)) == 6
 
 
+def test_a_clean_end_without_the_marker_is_handed_to_the_caller() -> None:
+    stream = Stream(sample_table(10), rows_per_batch=3)
+    body = stream.cut_after_batches(2)
+    client = client_for(lambda request: arrow_response(body))
+    noted: list[str] = []
+
+    batches = client.stream_arrow(
+        "SELECT 1", min_timestamp=SINCE, unmarked=lambda: noted.append("unmarked")
+    )
+
+    assert sum(batch.num_rows for batch in batches) == 6
+    assert noted == ["unmarked"]
+
+
+def test_a_stream_with_the_marker_is_not_handed_to_the_caller() -> None:
+    stream = Stream(sample_table(10), rows_per_batch=3)
+    client = client_for(lambda request: arrow_response(stream.data))
+    noted: list[str] = []
+
+    batches = client.stream_arrow(
+        "SELECT 1", min_timestamp=SINCE, unmarked=lambda: noted.append("unmarked")
+    )
+
+    assert sum(batch.num_rows for batch in batches) == 10
+    assert noted == []
+
+
 def test_without_the_marker_requirement_a_mid_message_cut_still_fails() -> None:
     stream = Stream(sample_table(10), rows_per_batch=3)
     body = stream.data[: stream.ends[2] - 5]
@@ -254,7 +281,7 @@ def test_connection_broken_mid_body_is_incomplete(error: httpx.HTTPError) -> Non
     client = client_for(lambda request: arrow_response(body()))
     received: list[pa.RecordBatch] = []
 
-    with pytest.raises(IncompleteResponseError, match="connection broke") as caught:
+    with pytest.raises(IncompleteResponseError, match="broke off") as caught:
         read_into(client, received)
 
     assert len(received) == 1

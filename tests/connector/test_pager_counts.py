@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -49,11 +49,16 @@ class CuttingReader:
         min_timestamp: datetime,
         max_timestamp: datetime | None = None,
         limit: int = 10_000,
+        unmarked: Callable[[], None] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         number = len(self.calls)
         self.calls.append(sql)
         stream = self.client.stream_arrow(
-            sql, min_timestamp=min_timestamp, max_timestamp=max_timestamp, limit=limit
+            sql,
+            min_timestamp=min_timestamp,
+            max_timestamp=max_timestamp,
+            limit=limit,
+            unmarked=unmarked,
         )
         if number in self.empty:
             stream.close()

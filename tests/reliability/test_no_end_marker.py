@@ -1,8 +1,8 @@
 """A service whose Arrow streams never end with the marker: counts catch clean cuts.
 
-The sandbox here leaves the end-of-stream marker out of every stream and cuts
-some of them cleanly after their first batch of 50 rows. To the client a cut
-page is then just a short one.
+The sandbox here leaves the end-of-stream marker out of every stream, as the
+Arrow format allows, and cuts some of them cleanly after their first batch of
+50 rows. To the client a cut page is then just a short one.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from typing import Any
 import dlt
 import pytest
 
+from connector.client import LogfireClient
 from connector.errors import IncompleteResponseError
+from connector.pager import WindowQuery, order_by, read_window
 from connector.sync import run_sync
+from connector.tables import RECORDS
+from connector.windows import Window
 from reliability.compare import compare, expected_rows, read_table
 from reliability.faultmatrix import NOW, SETTLE, fault_sandbox
 from reliability.retries import short_retry_waits
@@ -88,8 +92,32 @@ def test_without_counts_the_same_cuts_lose_rows_unnoticed(
     assert comparison.extra == 0
 
 
-def test_requiring_the_marker_from_such_a_service_fails_with_the_way_out(
+def test_by_default_the_short_pages_without_the_marker_are_counted(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    with pytest.raises(IncompleteResponseError, match="require_end_marker"):
-        sync(server, tmp_path)
+    server.faults.force("truncate", CUTS)
+    database = sync(server, tmp_path)
+
+    compare("records", read_table(database, "records"), expected(server)).check()
+    assert server.counters.snapshot()["faults"] == {"truncate": CUTS}
+
+
+def test_a_page_that_cannot_be_counted_still_needs_the_marker(
+    server: SandboxServer,
+) -> None:
+    client = LogfireClient(server.token, base_url=server.url)
+    query = WindowQuery(
+        build=lambda extra, limit: (
+            f"SELECT * FROM records WHERE {extra or 'true'} "
+            f"ORDER BY {order_by(RECORDS.key)} LIMIT {limit}"
+        ),
+        key=RECORDS.key,
+        window=Window(NOW - timedelta(days=1), NOW),
+        window_column="created_at",
+        min_timestamp=NOW - timedelta(days=2),
+        max_timestamp=NOW,
+        label="records",
+    )
+
+    with client, pytest.raises(IncompleteResponseError, match="require_end_marker"):
+        list(read_window(client, query, page_size=10_000))
