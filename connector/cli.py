@@ -8,7 +8,8 @@ Exit codes, for orchestrators:
 2     bad usage or configuration: fix the command or the config
 3     the read token was refused: fix the token or its region
 4     the service refused a query: fix the query options
-5     the service kept failing or rate limiting: run again later
+5     the service kept failing or rate limiting, or another run of
+      the same pipeline is going on: run again later
 6     the destination failed: check it is reachable and has space
       (also a full disk under the state folder)
 7     ``verify`` found buckets whose row counts differ: see its report,

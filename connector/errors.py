@@ -9,6 +9,7 @@ Each class tells the caller what to do about it::
     ├── DestinationError                  check that the destination is reachable
     └── RetryableError                    worth trying again; has .retry_after
         ├── RateLimitedError              wait, then retry (429)
+        ├── PipelineBusyError             another run of the pipeline is on
         └── TransientError                retry (5xx, dropped connection, timeout)
             └── IncompleteResponseError   the response stopped early; retry
 
@@ -24,6 +25,7 @@ __all__ = [
     "DestinationError",
     "IncompleteResponseError",
     "LogfireSyncError",
+    "PipelineBusyError",
     "QueryError",
     "RateLimitedError",
     "RetryableError",
@@ -85,6 +87,10 @@ class RateLimitedError(RetryableError):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, status_code=status_code, retry_after=retry_after)
+
+
+class PipelineBusyError(RetryableError):
+    """Another run of the same pipeline holds its lock; try again once it ends."""
 
 
 class TransientError(RetryableError):

@@ -19,9 +19,11 @@ caller chooses.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +35,7 @@ from dlt.common.schema.utils import has_table_seen_data
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
 
-from connector.errors import ConfigurationError, LogfireSyncError
+from connector.errors import ConfigurationError, LogfireSyncError, PipelineBusyError
 from connector.readahead import ReadAhead
 from connector.settings import parse_instant
 from connector.source import Progress, TableSynced, WindowLoaded, logfire_source
@@ -50,6 +52,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SOURCE_NAME: Final = "logfire"
+
+_LOCK_FILE: Final = "logfire-sync.lock"
+"""The file in a pipeline's folder that a run holds locked."""
 
 
 @dataclass(frozen=True)
@@ -299,10 +304,51 @@ def _run(
     """Run chunks until caught up, stalled, or out of chunks."""
     if max_chunks is not None and max_chunks < 1:
         raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
+    with _exclusive(pipeline, label):
+        return _run_alone(pipeline, options, max_chunks, progress, label=label)
+
+
+@contextlib.contextmanager
+def _exclusive(pipeline: dlt.Pipeline, label: str) -> Iterator[None]:
+    """Hold the pipeline's lock for a run, or refuse the run at once.
+
+    Two runs of one pipeline would read the same windows, and both would
+    append to tables they each found empty: every row twice. The lock is an
+    advisory ``flock`` on a file in the pipeline's folder, which the system
+    releases when the process ends, so a killed run leaves no stale lock.
+    Runs on other machines, with state of their own, are not seen.
+    """
+    folder = Path(pipeline.working_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _LOCK_FILE
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineBusyError(
+                f"Another run of the pipeline {pipeline.pipeline_name} is going on "
+                f"(it holds {path}), so this {label} did not start: two at once "
+                "would load the same rows twice. Let the other run finish; a "
+                "schedule can simply try again at its next tick."
+            ) from None
+        yield
+
+
+def _run_alone(
+    pipeline: dlt.Pipeline,
+    options: dict[str, Any],
+    max_chunks: int | None,
+    progress: Progress | None,
+    *,
+    label: str,
+) -> SyncReport:
+    """Run chunks until caught up, stalled, or out of chunks, holding the lock."""
     options = _with_disposition(pipeline, options)
     tally = _Tally(progress)
     read_ahead = ReadAhead()
     source = _make_source(options, tally, read_ahead)
+    if "backfill" in options:
+        _refuse_appended_copies(pipeline, source, options)
     started = time.monotonic()
     _finish_pending(pipeline)
     appended = _empty_merge_tables(pipeline, source)
@@ -332,6 +378,59 @@ def _run(
         read_ahead.close()
 
     return tally.report(chunks, time.monotonic() - started)
+
+
+def _refuse_appended_copies(
+    pipeline: dlt.Pipeline, source: DltSource, options: Mapping[str, Any]
+) -> None:
+    """Refuse a backfill that would append a second copy of loaded rows.
+
+    Appended, a backfill's rows cannot replace the rows the sync loaded, so
+    into a table that holds rows it is refused, unless it goes on with a
+    backfill of the same range that began into that table.
+    """
+    if options.get("write_disposition") != "append":
+        return
+    start, end = options["backfill"]
+    for name, resource in source.selected_resources.items():
+        table = resource.compute_table_schema().get("name") or name
+        if _resumes_backfill(pipeline, name, start, end):
+            continue
+        if _holds_no_rows(pipeline, source.schema.name, table):
+            continue
+        raise ConfigurationError(
+            f"The {_destination_label(pipeline)} destination only appends rows, "
+            f"and {table} already holds rows: a backfill would add a second copy "
+            "of every row the sync loaded in its range. Backfill into a fresh "
+            "dataset (another pipeline name and dataset_name), or load into a "
+            "destination that merges, such as DuckDB or PostgreSQL."
+        )
+
+
+def _resumes_backfill(
+    pipeline: dlt.Pipeline, resource: str, start: datetime, end: datetime
+) -> bool:
+    """Whether an unfinished backfill of ``[start, end)`` is in the state."""
+    sources = pipeline.state.get("sources", {})
+    state = sources.get(_SOURCE_NAME, {}).get("resources", {}).get(resource, {})
+    for key, progress in state.get("backfills", {}).items():
+        low, _, high = str(key).partition("/")
+        try:
+            same = (datetime.fromisoformat(low), datetime.fromisoformat(high)) == (
+                start,
+                end,
+            )
+        except ValueError:
+            continue
+        if same and not progress.get("finished"):
+            return True
+    return False
+
+
+def _destination_label(pipeline: dlt.Pipeline) -> str:
+    """The pipeline's destination, as messages name it."""
+    destination = pipeline.destination
+    return "(unset)" if destination is None else destination.destination_name
 
 
 def _make_source(

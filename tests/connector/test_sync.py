@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from synchelp import (
 )
 
 from connector import TableSynced, WindowLoaded
+from connector.errors import ConfigurationError, PipelineBusyError
 from connector.sync import read_status, run_backfill, run_sync
 from sandbox.server import SandboxServer
 
@@ -212,3 +215,77 @@ def test_text_that_is_not_json_in_json_columns_loads_as_json_strings(
     assert {value for (value,) in loaded} == expected
     hosts = dest.query("SELECT attributes->>'$' FROM logfire.metrics")
     assert {value for (value,) in hosts} == {"", "host=a", '{"host":"b"}'}
+
+
+def test_a_second_run_of_a_running_pipeline_is_refused_before_any_request(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    reading, release = threading.Event(), threading.Event()
+
+    def hold(event: WindowLoaded | TableSynced) -> None:
+        reading.set()
+        release.wait(timeout=30)
+
+    first = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    running = first.submit(run_sync, dest.pipeline, progress=hold, **options(server))
+    try:
+        assert reading.wait(timeout=30)
+        queries = server.counters.snapshot()["queries"]
+        with pytest.raises(PipelineBusyError, match="Another run of the pipeline"):
+            run_sync(dest.pipeline, **options(server))
+        assert server.counters.snapshot()["queries"] == queries
+    finally:
+        release.set()
+        first.shutdown()
+
+    assert running.result().caught_up
+    assert_same_rows(dest.table("records"), visible(server, "records"))
+    assert run_sync(dest.pipeline, **options(server)).rows == 0
+
+
+def files_pipeline(tmp_path: Path, name: str) -> tuple[dlt.Pipeline, Path]:
+    files = tmp_path / f"{name}-files"
+    pipeline = dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="logfire",
+    )
+    return pipeline, files
+
+
+def test_a_backfill_that_would_append_copies_is_refused_before_any_request(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    pipeline, files = files_pipeline(tmp_path, "appends")
+    run_sync(pipeline, **options(server))
+    loaded = sorted(files.rglob("*.parquet"))
+    queries = server.counters.snapshot()["queries"]
+
+    with pytest.raises(ConfigurationError, match="second copy"):
+        run_backfill(pipeline, FROM, HORIZON, **options(server))
+
+    assert server.counters.snapshot()["queries"] == queries
+    assert sorted(files.rglob("*.parquet")) == loaded
+
+
+def test_a_backfill_into_a_fresh_append_only_dataset_loads_once(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    pipeline, files = files_pipeline(tmp_path, "history")
+
+    report = run_backfill(
+        pipeline, FROM, HORIZON, tables=["metrics"], **options(server)
+    )
+
+    assert report.caught_up
+    parts = sorted((files / "logfire" / "metrics").glob("*.parquet"))
+    loaded = pa.concat_tables(pq.read_table(part) for part in parts)
+    stored = server.store.visible("metrics", server.clock.now())
+    in_range = pc.and_(
+        pc.greater_equal(stored["recorded_timestamp"], pa.scalar(FROM, TS)),
+        pc.less(stored["recorded_timestamp"], pa.scalar(HORIZON, TS)),
+    )
+    expected = expected_rows(stored.filter(in_range), HORIZON)
+    assert_same_rows(loaded, expected)
