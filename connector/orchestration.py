@@ -40,7 +40,10 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+)
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import (
     SqlClientNotAvailable,
@@ -50,6 +53,7 @@ from dlt.extract import DltSource
 
 from connector.errors import ConfigurationError
 from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, _duckdb_configured
+from connector.settings import unreadable_config
 from connector.source import logfire_source
 
 __all__ = ["DEFAULT_DUCKDB", "SyncSettings", "drop_staging", "partition_suffix"]
@@ -125,6 +129,10 @@ class SyncSettings:
             raise ConfigurationError(
                 "No read token: set LOGFIRE_READ_TOKEN, or read_token under "
                 "[sources.logfire] in dlt's secrets."
+            ) from None
+        except ConfigValueCannotBeCoercedException as error:
+            raise unreadable_config(
+                error.field_name, error.field_value, error.hint
             ) from None
         return source
 

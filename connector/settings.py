@@ -38,6 +38,7 @@ __all__ = [
     "build_settings",
     "parse_duration",
     "parse_instant",
+    "unreadable_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -602,3 +603,29 @@ def _check_together(settings: Settings) -> None:
             "stored late may be missed.",
             settings.settle,
         )
+
+
+def unreadable_config(name: str, value: object, hint: object) -> ConfigurationError:
+    """The error for a value from dlt's config that is not of the option's type.
+
+    dlt checks the source's options against their types when it reads them
+    from config files and the environment, and its own message names neither
+    the form it wants nor where to write it.
+    """
+    kind = str(hint).lower()
+    variable = f"SOURCES__LOGFIRE__{name.upper()}"
+    if "sequence" in kind or "list" in kind:
+        form = (
+            f'a list: {name} = ["a", "b"] under [sources.logfire] in '
+            f'config.toml, or {variable}=\'["a", "b"]\' in the environment'
+        )
+    elif "bool" in kind:
+        form = f"true or false, such as {variable}=true"
+    elif "int" in kind:
+        form = f"a whole number, such as {variable}=4"
+    else:
+        form = f"a value of type {hint}"
+    return ConfigurationError(
+        f"The option {name} is set to {value!r} in dlt's configuration, which "
+        f"cannot be read as its type. Write {form}."
+    )

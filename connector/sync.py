@@ -23,21 +23,24 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+)
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
 
 from connector.errors import ConfigurationError, LogfireSyncError, PipelineBusyError
 from connector.readahead import ReadAhead
-from connector.settings import parse_instant
+from connector.settings import parse_instant, unreadable_config
 from connector.source import Progress, TableSynced, WindowLoaded, logfire_source
 
 __all__ = [
@@ -447,6 +450,10 @@ def _make_source(
             "read_token in .dlt/secrets.toml under [sources.logfire], or in the "
             "SOURCES__LOGFIRE__READ_TOKEN environment variable."
         ) from None
+    except ConfigValueCannotBeCoercedException as error:
+        raise unreadable_config(
+            error.field_name, error.field_value, error.hint
+        ) from None
     return source
 
 
@@ -601,10 +608,54 @@ def _run_chunk(pipeline: dlt.Pipeline, source: DltSource | None) -> None:
     try:
         pipeline.run(source)
     except Exception as failure:
-        cause = _connector_error(failure)
+        cause = _connector_error(failure) or _missing_config(pipeline, failure)
         if cause is None:
             raise
         raise cause from failure
+
+
+def _missing_config(
+    pipeline: dlt.Pipeline, failure: BaseException
+) -> ConfigurationError | None:
+    """The error for a destination setting that no config provides, if so."""
+    seen: set[int] = set()
+    error: BaseException | None = failure
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigFieldMissingException):
+            return missing_destination_config(
+                pipeline,
+                error.fields,
+                then="Rows already read wait in the pipeline's folder and load "
+                "on the next run.",
+            )
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def missing_destination_config(
+    pipeline: dlt.Pipeline, fields: Sequence[str], *, then: str = ""
+) -> ConfigurationError:
+    """The error for destination settings, such as credentials, left unset.
+
+    `then` says what became of the run, after the fix.
+    """
+    destination = pipeline.destination
+    name = (
+        "the"
+        if destination is None
+        else str(destination.destination_type).rsplit(".", 1)[-1]
+    )
+    section = name.upper()
+    variables = " and ".join(
+        f"DESTINATION__{section}__{field.upper()}" for field in fields
+    )
+    keys = ", ".join(fields)
+    return ConfigurationError(
+        f"The {name} destination needs {keys}, which no config provides. Set "
+        f"{variables} in the environment, or {keys} under [destination.{name}] "
+        f"in .dlt/secrets.toml. {then}".rstrip()
+    )
 
 
 def _connector_error(failure: BaseException) -> LogfireSyncError | None:

@@ -42,7 +42,12 @@ from connector.retry import RetryPolicy
 from connector.settings import Settings, build_settings, parse_duration, parse_instant
 from connector.source import Progress, table_filters
 from connector.sql import quote_identifier, timestamp_literal
-from connector.sync import SyncReport, read_status, run_backfill
+from connector.sync import (
+    SyncReport,
+    missing_destination_config,
+    read_status,
+    run_backfill,
+)
 from connector.tables import EPOCH_LITERAL, TABLES, TableName, TableSpec
 from connector.windows import Window, event_time_scan, max_event_time_width
 
@@ -542,11 +547,8 @@ def _missing_credentials(
     pipeline: dlt.Pipeline, error: ConfigFieldMissingException
 ) -> ConfigurationError:
     """The error for a destination whose credentials are not configured."""
-    return ConfigurationError(
-        f"The {_destination_name(pipeline)} destination is missing "
-        f"{', '.join(error.fields)}. Configure its credentials as for the sync, "
-        "such as DESTINATION__POSTGRES__CREDENTIALS."
-    )
+    _destination_name(pipeline)
+    return missing_destination_config(pipeline, error.fields)
 
 
 def _destination_error(pipeline: dlt.Pipeline, error: Exception) -> DestinationError:

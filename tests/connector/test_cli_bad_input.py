@@ -442,6 +442,43 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "fix"),
+    [
+        ("SOURCES__LOGFIRE__SERVICE_NAMES", "api", "Write a list"),
+        ("SOURCES__LOGFIRE__TABLES", "records", "SOURCES__LOGFIRE__TABLES='["),
+        ("SOURCES__LOGFIRE__CONCURRENCY", "four", "Write a whole number"),
+        ("SOURCES__LOGFIRE__REQUIRE_END_MARKER", "maybe", "Write true or false"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_exits_2_with_its_form(
+    server: SandboxServer,
+    state: Path,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    fix: str,
+) -> None:
+    option = variable.removeprefix("SOURCES__LOGFIRE__").lower()
+    argv = ["run", *common(server, state)]
+    err = refused(
+        capsys, state, argv, 2, f"The option {option}", fix, env={variable: value}
+    )
+    assert "Traceback" not in err
+
+
+def test_missing_destination_credentials_exit_2_naming_the_setting(
+    server: SandboxServer,
+    state: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DESTINATION__POSTGRES__CREDENTIALS", raising=False)
+    argv = ["run", *common(server, state), "--destination", "postgres"]
+
+    refused(capsys, state, argv, 2, "DESTINATION__POSTGRES__CREDENTIALS")
+
+
 def test_a_full_disk_under_state_exits_6_and_keeps_the_data(
     server: SandboxServer, small_disk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
