@@ -247,7 +247,8 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
         options["read_token"] = token
     if args.base_url:
         options["base_url"] = args.base_url
-    if args.tables:
+    if args.tables is not None:
+        # An empty list is refused, with the tables to choose from.
         options["tables"] = [name.strip() for name in args.tables.split(",")]
     if args.concurrency is not None:
         options["concurrency"] = args.concurrency
@@ -319,10 +320,14 @@ def _status(args: argparse.Namespace) -> int:
         pipeline.sync_destination()
     statuses = read_status(pipeline)
     if not statuses:
+        where = (
+            "its destination holds no state either"
+            if args.from_destination
+            else ("pass --from-destination to restore its state from the destination")
+        )
         print(
             f"The pipeline {args.pipeline!r} has synced nothing yet (state in "
-            f"{args.state_dir}). Run `logfire-sync run` first, or pass "
-            "--from-destination to restore its state from the destination."
+            f"{args.state_dir}). Run `logfire-sync run` first, or {where}."
         )
         return EXIT_OK
     print(f"{'table':<10} {'watermark':<27} {'behind':>10} {'rows':>12}  last run")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Final
 
-from connector.errors import LogfireSyncError
+from connector.errors import ConfigurationError, LogfireSyncError
 from connector.pipeline import PipelineOptions, make_pipeline
 from connector.sync import SyncReport, run_sync
 
@@ -36,7 +36,16 @@ ORDER BY spans DESC
 
 
 def run_demo(*, records: int, metrics: int, seed: int, state_dir: Path) -> int:
-    """Serve generated telemetry, sync it into DuckDB and show what arrived."""
+    """Serve generated telemetry, sync it into DuckDB and show what arrived.
+
+    Raises:
+        ConfigurationError: If a row count is negative, or both are zero.
+    """
+    if records < 0 or metrics < 0 or records + metrics == 0:
+        raise ConfigurationError(
+            f"The demo needs rows to serve, not {records} records and {metrics} "
+            "metrics: give --records and --metrics counts of 0 or more, not both 0."
+        )
     started = datetime.now(UTC)
     print(f"Starting the sandbox with {records:,} records and {metrics:,} metrics...")
     with _sandbox(records=records, metrics=metrics, seed=seed) as url:
@@ -50,7 +59,8 @@ def run_demo(*, records: int, metrics: int, seed: int, state_dir: Path) -> int:
             start=(started - timedelta(hours=_HOURS + 1)).isoformat(),
         )
         _print_summary(report, state_dir)
-        _print_sample(pipeline.sql_client())
+        if records:
+            _print_sample(pipeline.sql_client())
     return 0
 
 
@@ -93,6 +103,9 @@ class _sandbox:  # noqa: N801 - used as a context manager, like a function
             self._process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
 
 
 def _read_url(stdout: IO[str], process: subprocess.Popen[str]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 import dlt
+from dlt.common.destination import Destination
 from dlt.common.destination.reference import TDestinationReferenceArg
 
 from connector.errors import ConfigurationError
@@ -82,16 +83,25 @@ def _destination(options: PipelineOptions) -> TDestinationReferenceArg:
 
 
 def _known_destination(name: str) -> str:
-    try:
-        dlt.destinations.__getattribute__(name)
-    except AttributeError:
-        known = ", ".join(
-            sorted(d for d in dir(dlt.destinations) if not d.startswith("_"))
-        )
+    if name not in _destination_names():
+        known = ", ".join(_destination_names())
         raise ConfigurationError(
             f"The destination {name!r} is not one dlt knows. Choose one of: {known}."
-        ) from None
+        )
     return name
+
+
+def _destination_names() -> list[str]:
+    """The names of dlt's destinations; `dlt.destinations` holds modules too."""
+    names = []
+    for name in dir(dlt.destinations):
+        found = getattr(dlt.destinations, name)
+        # `destination` makes a custom one from code; a name alone cannot.
+        if name == "destination":
+            continue
+        if isinstance(found, type) and issubclass(found, Destination):
+            names.append(name)
+    return sorted(names)
 
 
 def _duckdb_configured() -> bool:

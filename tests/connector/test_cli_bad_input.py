@@ -467,6 +467,20 @@ def test_a_config_value_of_the_wrong_type_exits_2_with_its_form(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("name", ["utils", "Duckdb"])
+def test_an_unknown_destination_exits_2_listing_only_destinations(
+    server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    argv = ["run", *common(server, state), "--destination", name]
+
+    err = refused(capsys, state, argv, 2, f"The destination {name!r} is not one")
+
+    known = err[err.index("Choose one of: ") :].removeprefix("Choose one of: ")
+    names = known.split(".")[0].split(", ")
+    assert {"duckdb", "postgres", "filesystem", "bigquery", "snowflake"} <= set(names)
+    assert not {"utils", "typing", "impl", "destination"} & set(names)
+
+
 def test_missing_destination_credentials_exit_2_naming_the_setting(
     server: SandboxServer,
     state: Path,

@@ -116,3 +116,29 @@ def test_the_command_leaves_airflow_secrets_alone_unless_asked(
     monkeypatch.setenv("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "False")
     assert main(["status", "--state-dir", str(tmp_path)]) == 0
     assert os.environ["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("records", "metrics"), [("-5", "100"), ("100", "-1"), ("0", "0")]
+)
+def test_the_demo_refuses_row_counts_it_cannot_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], records: str, metrics: str
+) -> None:
+    argv = ["demo", "--records", records, "--metrics", metrics]
+
+    assert main([*argv, "--state-dir", str(tmp_path)]) == 2
+
+    assert "give --records and --metrics counts of 0 or more" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_of_metrics_alone_skips_the_spans_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--records", "0", "--metrics", "300"]
+
+    assert main([*argv, "--state-dir", str(tmp_path)]) == 0
+
+    out = capsys.readouterr().out
+    assert "300" in out
+    assert "Spans per service" not in out
