@@ -18,7 +18,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["TIMESTAMP", "as_json", "list_to_json", "plain_columns", "prepare_batch"]
+__all__ = [
+    "TIMESTAMP",
+    "as_json",
+    "list_to_json",
+    "plain_columns",
+    "prepare_batch",
+    "replace_nul_characters",
+]
 
 TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 """The type every timestamp is loaded as."""
@@ -117,6 +124,37 @@ def _plain(column: pa.Array) -> pa.Array:
 
 def _is_wide_text(kind: pa.DataType) -> bool:
     return bool(pa.types.is_string_view(kind) or pa.types.is_large_string(kind))
+
+
+def replace_nul_characters(
+    batch: pa.RecordBatch, json_columns: Collection[str] = ()
+) -> tuple[pa.RecordBatch, list[str]]:
+    r"""`batch` with every NUL in its text as U+FFFD; the columns that had one.
+
+    PostgreSQL stores no NUL in text, and refuses a ``\u0000`` escape in
+    ``jsonb``, so the text of `json_columns` gets ``\ufffd`` in its place.
+    """
+    columns, changed = [], []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_string(column.type):
+            cleaned = _without_nul(column, json=field.name in json_columns)
+            if cleaned is not column:
+                changed.append(field.name)
+                column = cleaned
+        columns.append(column)
+    if not changed:
+        return batch, []
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema), changed
+
+
+def _without_nul(column: pa.Array, *, json: bool) -> pa.Array:
+    replacements = [("\x00", "\ufffd")]
+    if json:
+        replacements.append(("\\u0000", "\\ufffd"))
+    for character, replacement in replacements:
+        if pc.any(pc.match_substring(column, character)).as_py():
+            column = pc.replace_substring(column, character, replacement)
+    return column
 
 
 def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:

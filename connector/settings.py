@@ -125,6 +125,7 @@ class Settings:
     verify_counts: bool = False
     max_requests_per_minute: int | None = None
     accept_filter_change: bool = False
+    replace_nul: bool = False
 
     @property
     def max_width(self) -> timedelta:
@@ -162,6 +163,7 @@ def build_settings(
     verify_counts: object = None,
     max_requests_per_minute: object = None,
     accept_filter_change: object = None,
+    replace_nul: object = None,
 ) -> Settings:
     """Check and convert the options of a sync; None means the default.
 
@@ -203,6 +205,7 @@ def build_settings(
         accept_filter_change=_flag(
             accept_filter_change, "accept_filter_change", default=False
         ),
+        replace_nul=_flag(replace_nul, "replace_nul", default=False),
     )
     _check_together(settings)
     return settings

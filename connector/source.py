@@ -32,7 +32,7 @@ import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.extract import DltResource
 
-from connector.arrow import prepare_batch
+from connector.arrow import prepare_batch, replace_nul_characters
 from connector.client import LogfireClient
 from connector.dltlogs import log_hint_warning_once
 from connector.errors import ConfigurationError
@@ -156,6 +156,7 @@ def logfire_source(
     verify_counts: bool | None = None,
     max_requests_per_minute: int | None = None,
     accept_filter_change: bool | None = None,
+    replace_nul: bool | None = None,
     progress: Progress | None = None,
     read_ahead: ReadAhead | None = None,
 ) -> list[DltResource]:
@@ -227,6 +228,9 @@ def logfire_source(
             such a run fails, since rows before the watermark that only the
             new filters keep would never be read, and a narrower backfill
             would delete loaded rows that share a merge key with its own].
+        replace_nul: Load each NUL character in text as U+FFFD, with a warning
+            [false; run_sync turns it on for PostgreSQL, which stores no NUL
+            and would refuse the whole load].
         progress: Called with a :class:`WindowLoaded` after every window and a
             :class:`TableSynced` after every table.
         read_ahead: Where run_sync keeps what is read on between runs.
@@ -266,6 +270,7 @@ def logfire_source(
         verify_counts=verify_counts,
         max_requests_per_minute=max_requests_per_minute,
         accept_filter_change=accept_filter_change,
+        replace_nul=replace_nul,
     )
     return [
         _table_resource(TABLES[name], settings, progress, read_ahead)
@@ -1269,6 +1274,8 @@ def _open_reading(
     """
     json_columns = frozenset() if spec is None else spec.json_columns
     loose = frozenset() if spec is None else spec.loose_json_columns
+    json_like = json_columns | (frozenset() if spec is None else spec.list_columns)
+    warned: set[str] = set()
     client = _make_client(settings)
     stats = WindowStats()
 
@@ -1282,13 +1289,33 @@ def _open_reading(
             stats=stats,
             verify_counts=settings.verify_counts,
         )
-        yield from _regrouped(
-            (prepare_batch(batch, json_columns, loose) for batch in pages),
-            settings.page_size,
-        )
+        shaped = (prepare_batch(batch, json_columns, loose) for batch in pages)
+        if settings.replace_nul:
+            shaped = (_nul_free(batch, window, json_like, warned) for batch in shaped)
+        yield from _regrouped(shaped, settings.page_size)
 
     items = read_windows(planner, read, concurrency=settings.concurrency)
     return Reading(items, end, planner, client, now=now)
+
+
+def _nul_free(
+    batch: pa.RecordBatch,
+    window: Window,
+    json_columns: frozenset[str],
+    warned: set[str],
+) -> pa.RecordBatch:
+    """`batch` with NUL characters replaced, warning once for each column."""
+    cleaned, columns = replace_nul_characters(batch, json_columns)
+    for name in columns:
+        if name not in warned:
+            warned.add(name)
+            logger.warning(
+                "Column %s holds NUL characters (first in the window %s), which "
+                "the destination cannot store; they are loaded as U+FFFD.",
+                name,
+                window,
+            )
+    return cleaned
 
 
 def _window_batches(

@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 _SOURCE_NAME: Final = "logfire"
 
+_NUL_REFUSING: Final = frozenset({"postgres"})
+"""Destinations whose text cannot hold a NUL character."""
+
 _LOCK_FILE: Final = "logfire-sync.lock"
 """The file in a pipeline's folder that a run holds locked."""
 
@@ -346,7 +349,7 @@ def _run_alone(
     label: str,
 ) -> SyncReport:
     """Run chunks until caught up, stalled, or out of chunks, holding the lock."""
-    options = _with_disposition(pipeline, options)
+    options = _with_text_rules(pipeline, _with_disposition(pipeline, options))
     tally = _Tally(progress)
     read_ahead = ReadAhead()
     source = _make_source(options, tally, read_ahead)
@@ -684,6 +687,16 @@ def _with_disposition(
         pipeline.destination.destination_name,
     )
     return {**options, "write_disposition": "append"}
+
+
+def _with_text_rules(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[str, Any]:
+    """The options, with NUL characters replaced for destinations without them."""
+    if options.get("replace_nul") is not None or pipeline.destination is None:
+        return options
+    name = str(pipeline.destination.destination_type).rsplit(".", 1)[-1]
+    if name not in _NUL_REFUSING:
+        return options
+    return {**options, "replace_nul": True}
 
 
 def _log_chunk(label: str, chunk: int, rows: int, started: float) -> None:

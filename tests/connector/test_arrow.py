@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from connector.arrow import TIMESTAMP, as_json, plain_columns, prepare_batch
+from connector.arrow import (
+    TIMESTAMP,
+    as_json,
+    plain_columns,
+    prepare_batch,
+    replace_nul_characters,
+)
 
 WHEN = datetime(2026, 5, 27, 13, 16, 36, 517321, tzinfo=UTC)
 
@@ -136,3 +142,20 @@ def test_only_the_named_json_columns_are_shaped() -> None:
         "log_body": ['"[a] b [c]"'],
         "message": ["plain"],
     }
+
+
+def test_nul_characters_become_replacement_characters() -> None:
+    batch = pa.record_batch(
+        {
+            "message": ["a\x00b", "\\u0000 as text", "clean"],
+            "attributes": ['{"k": "x\\u0000y"}', '"\x00"', "{}"],
+            "level": [1, 2, 3],
+        }
+    )
+
+    cleaned, changed = replace_nul_characters(batch, {"attributes"})
+
+    assert changed == ["message", "attributes"]
+    assert cleaned.column(0).to_pylist() == ["a\ufffdb", "\\u0000 as text", "clean"]
+    assert cleaned.column(1).to_pylist() == ['{"k": "x\\ufffdy"}', '"\ufffd"', "{}"]
+    assert replace_nul_characters(cleaned, {"attributes"}) == (cleaned, [])

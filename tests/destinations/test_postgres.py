@@ -134,3 +134,32 @@ def test_a_backfill_into_postgres_merges_without_duplicates(
         _table(postgres_url, "backfill_merge", "records"),
         expected_rows(records, horizon),
     )
+
+
+def test_nul_characters_load_into_postgres_as_replacement_characters(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = make_records(4, seed=7, start=START, end=NOW)
+    messages = ["a\x00b", "plain", "c", "d"]
+    attributes = [json.dumps({"k": "x\x00y"}), "{}", "{}", "{}"]
+    for name, values in (("message", messages), ("attributes", attributes)):
+        index = records.schema.get_field_index(name)
+        records = records.set_column(index, name, pa.array(values))
+    pipeline = _pipeline(tmp_path, postgres_url, "nul_chars")
+
+    with sandbox(records, make_metrics(2, seed=8, start=START, end=NOW)) as server:
+        report = run_sync(
+            pipeline,
+            read_token=server.token,
+            base_url=server.url,
+            start=(START - timedelta(hours=1)).isoformat(),
+        )
+
+    assert report.rows == 6
+    loaded = _table(postgres_url, "nul_chars", "records").to_pydict()
+    by_message = dict(zip(loaded["message"], loaded["attributes"], strict=True))
+    assert by_message["a\ufffdb"] == json.dumps({"k": "x\ufffdy"})
+    assert by_message["plain"] == "{}"
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "Column message holds NUL characters" in warned
+    assert "Column attributes holds NUL characters" in warned
