@@ -405,7 +405,7 @@ def _refuse_appended_copies(
         if _holds_no_rows(pipeline, source.schema.name, table):
             continue
         raise ConfigurationError(
-            f"The {_destination_label(pipeline)} destination only appends rows, "
+            f"The {destination_kind(pipeline)} destination only appends rows, "
             f"and {table} already holds rows: a backfill would add a second copy "
             "of every row the sync loaded in its range. Backfill into a fresh "
             "dataset (another pipeline name and dataset_name), or load into a "
@@ -433,10 +433,12 @@ def _resumes_backfill(
     return False
 
 
-def _destination_label(pipeline: dlt.Pipeline) -> str:
-    """The pipeline's destination, as messages name it."""
+def destination_kind(pipeline: dlt.Pipeline) -> str | None:
+    """The short name of the pipeline's destination, such as ``duckdb``."""
     destination = pipeline.destination
-    return "(unset)" if destination is None else destination.destination_name
+    if destination is None:
+        return None
+    return str(destination.destination_type).rsplit(".", 1)[-1]
 
 
 def _make_source(
@@ -643,12 +645,7 @@ def missing_destination_config(
 
     `then` says what became of the run, after the fix.
     """
-    destination = pipeline.destination
-    name = (
-        "the"
-        if destination is None
-        else str(destination.destination_type).rsplit(".", 1)[-1]
-    )
+    name = destination_kind(pipeline) or "chosen"
     section = name.upper()
     variables = " and ".join(
         f"DESTINATION__{section}__{field.upper()}" for field in fields
@@ -691,10 +688,9 @@ def _with_disposition(
 
 def _with_text_rules(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[str, Any]:
     """The options, with NUL characters replaced for destinations without them."""
-    if options.get("replace_nul") is not None or pipeline.destination is None:
+    if options.get("replace_nul") is not None:
         return options
-    name = str(pipeline.destination.destination_type).rsplit(".", 1)[-1]
-    if name not in _NUL_REFUSING:
+    if destination_kind(pipeline) not in _NUL_REFUSING:
         return options
     return {**options, "replace_nul": True}
 

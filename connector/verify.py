@@ -44,6 +44,7 @@ from connector.source import Progress, table_filters
 from connector.sql import quote_identifier, timestamp_literal
 from connector.sync import (
     SyncReport,
+    destination_kind,
     missing_destination_config,
     read_status,
     run_backfill,
@@ -528,7 +529,7 @@ def _destination_name(pipeline: dlt.Pipeline) -> str:
             f"The pipeline {pipeline.pipeline_name!r} has no destination. Pass "
             "the destination the sync loads into."
         )
-    return str(pipeline.destination.destination_type).rsplit(".", 1)[-1]
+    return destination_kind(pipeline) or ""
 
 
 def _index_sql(pipeline: dlt.Pipeline) -> str:
