@@ -73,8 +73,8 @@ class CrashOptions:
 
     kills: int = 20
     seed: int = 0
-    records: int = 120_000
-    metrics: int = 24_000
+    records: int = 200_000
+    metrics: int = 40_000
     days: int = 7
     chunk: timedelta = timedelta(hours=3)
     page_size: int = 1_000
