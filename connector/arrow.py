@@ -6,7 +6,9 @@ PostgreSQL refuses Arrow lists outright, so list columns become JSON array text
 are made timezone-aware microseconds in UTC and text plain strings (from string
 views and large strings too), and dictionary-encoded columns, which a service
 may stream, are decoded as they arrive: every page of a table then holds the
-same types, which dlt needs. Every step is vectorised.
+same types, which dlt needs. Text in JSON columns that is not JSON becomes a
+JSON string, which every destination takes. Every step is vectorised, but for
+parsing the values of a column that is only loosely JSON (``log_body``).
 """
 
 from __future__ import annotations
