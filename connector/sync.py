@@ -219,7 +219,8 @@ def run_sync(
             "run_sync does not take backfill; call run_backfill(pipeline, start, "
             "end) instead."
         )
-    return _run(pipeline, options, max_chunks, progress, label="sync")
+    with _exclusive(pipeline, "sync"):
+        return _run(pipeline, options, max_chunks, progress, label="sync")
 
 
 def run_backfill(
@@ -269,7 +270,8 @@ def run_backfill(
             f"its end {instants[1].isoformat()}. Give the earlier instant first."
         )
     options = {**options, "backfill": instants}
-    return _run(pipeline, options, max_chunks, progress, label="backfill")
+    with _exclusive(pipeline, "backfill"):
+        return _run(pipeline, options, max_chunks, progress, label="backfill")
 
 
 def read_status(
@@ -299,21 +301,6 @@ def read_status(
     return statuses
 
 
-def _run(
-    pipeline: dlt.Pipeline,
-    options: dict[str, Any],
-    max_chunks: int | None,
-    progress: Progress | None,
-    *,
-    label: str,
-) -> SyncReport:
-    """Run chunks until caught up, stalled, or out of chunks."""
-    if max_chunks is not None and max_chunks < 1:
-        raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
-    with _exclusive(pipeline, label):
-        return _run_alone(pipeline, options, max_chunks, progress, label=label)
-
-
 @contextlib.contextmanager
 def _exclusive(pipeline: dlt.Pipeline, label: str) -> Iterator[None]:
     """Hold the pipeline's lock for a run, or refuse the run at once.
@@ -340,7 +327,7 @@ def _exclusive(pipeline: dlt.Pipeline, label: str) -> Iterator[None]:
         yield
 
 
-def _run_alone(
+def _run(
     pipeline: dlt.Pipeline,
     options: dict[str, Any],
     max_chunks: int | None,
@@ -348,7 +335,9 @@ def _run_alone(
     *,
     label: str,
 ) -> SyncReport:
-    """Run chunks until caught up, stalled, or out of chunks, holding the lock."""
+    """Run chunks until caught up, stalled or out of chunks, under the lock."""
+    if max_chunks is not None and max_chunks < 1:
+        raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
     options = _with_text_rules(pipeline, _with_disposition(pipeline, options))
     tally = _Tally(progress)
     read_ahead = ReadAhead()
@@ -623,9 +612,7 @@ def _missing_config(
     pipeline: dlt.Pipeline, failure: BaseException
 ) -> ConfigurationError | None:
     """The error for a destination setting that no config provides, if so."""
-    seen: set[int] = set()
-    error: BaseException | None = failure
-    while error is not None and id(error) not in seen:
+    for error in _causes(failure):
         if isinstance(error, ConfigFieldMissingException):
             return missing_destination_config(
                 pipeline,
@@ -633,8 +620,6 @@ def _missing_config(
                 then="Rows already read wait in the pipeline's folder and load "
                 "on the next run.",
             )
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
     return None
 
 
@@ -660,14 +645,20 @@ def missing_destination_config(
 
 def _connector_error(failure: BaseException) -> LogfireSyncError | None:
     """The connector's error behind a failed pipeline step, if any."""
+    for error in _causes(failure):
+        if isinstance(error, LogfireSyncError):
+            return error
+    return None
+
+
+def _causes(failure: BaseException) -> Iterator[BaseException]:
+    """The failure and the exceptions behind it, nearest first."""
     seen: set[int] = set()
     error: BaseException | None = failure
     while error is not None and id(error) not in seen:
-        if isinstance(error, LogfireSyncError):
-            return error
+        yield error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return None
 
 
 def _with_disposition(
