@@ -690,21 +690,9 @@ class _TableQuery:
             cursor = quote_identifier(self.spec.cursor)
             conditions.append(f"{cursor} < {timestamp_literal(self.horizon)}")
 
-        def build(extra: str | None, limit: int) -> str:
-            where = conditions if extra is None else [*conditions, f"({extra})"]
-            return (
-                f"SELECT {self.columns}\nFROM {self.spec.name}\n"
-                f"WHERE {' AND '.join(where)}\n"
-                f"ORDER BY {order_by(self.spec.key)}\nLIMIT {limit}"
-            )
-
-        def count(extra: str | None) -> str:
-            where = conditions if extra is None else [*conditions, f"({extra})"]
-            return (
-                f"SELECT COUNT(*) AS row_count\nFROM {self.spec.name}\n"
-                f"WHERE {' AND '.join(where)}"
-            )
-
+        build, count = _page_sql(
+            self.columns, self.spec.name, conditions, self.spec.key
+        )
         return WindowQuery(
             build=build,
             key=self.spec.key,
@@ -715,6 +703,31 @@ class _TableQuery:
             label=self.spec.name,
             count=count,
         )
+
+
+def _page_sql(
+    columns: str, source: str, conditions: list[str], key: Sequence[KeyColumn]
+) -> tuple[Callable[[str | None, int], str], Callable[[str | None], str]]:
+    """The SQL of a window's pages and of its count, from the rows' `source`.
+
+    Both take the pager's extra condition (a keyset condition, or None); the
+    pages also take their row limit.
+    """
+
+    def where(extra: str | None) -> str:
+        held = conditions if extra is None else [*conditions, f"({extra})"]
+        return " AND ".join(held)
+
+    def build(extra: str | None, limit: int) -> str:
+        return (
+            f"SELECT {columns}\nFROM {source}\nWHERE {where(extra)}\n"
+            f"ORDER BY {order_by(key)}\nLIMIT {limit}"
+        )
+
+    def count(extra: str | None) -> str:
+        return f"SELECT COUNT(*) AS row_count\nFROM {source}\nWHERE {where(extra)}"
+
+    return build, count
 
 
 def _check_watermark_inputs(
@@ -1007,21 +1020,7 @@ class _UserQuery:
         )
         conditions = _window_conditions(self.cursor, window)
 
-        def build(extra: str | None, limit: int) -> str:
-            where = conditions if extra is None else [*conditions, f"({extra})"]
-            return (
-                f"SELECT * FROM (\n{self.sql}\n) AS q\n"
-                f"WHERE {' AND '.join(where)}\n"
-                f"ORDER BY {order_by(self.key)}\nLIMIT {limit}"
-            )
-
-        def count(extra: str | None) -> str:
-            where = conditions if extra is None else [*conditions, f"({extra})"]
-            return (
-                f"SELECT COUNT(*) AS row_count FROM (\n{self.sql}\n) AS q\n"
-                f"WHERE {' AND '.join(where)}"
-            )
-
+        build, count = _page_sql("*", f"(\n{self.sql}\n) AS q", conditions, self.key)
         return WindowQuery(
             build=build,
             key=self.key,
