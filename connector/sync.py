@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 _SOURCE_NAME: Final = "logfire"
 
+_REWRITES_JOBS: Final = frozenset({"filesystem"})
+"""Destinations whose load job, run again, replaces what it wrote before."""
+
 _NUL_REFUSING: Final = frozenset({"postgres"})
 """Destinations whose text cannot hold a NUL character."""
 
@@ -342,8 +345,7 @@ def _run(
     tally = _Tally(progress)
     read_ahead = ReadAhead()
     source = _make_source(options, tally, read_ahead)
-    if "backfill" in options:
-        _refuse_appended_copies(pipeline, source, options)
+    _refuse_appended_copies(pipeline, source, options)
     started = time.monotonic()
     _finish_pending(pipeline)
     appended = _empty_merge_tables(pipeline, source)
@@ -378,36 +380,63 @@ def _run(
 def _refuse_appended_copies(
     pipeline: dlt.Pipeline, source: DltSource, options: Mapping[str, Any]
 ) -> None:
-    """Refuse a backfill that would append a second copy of loaded rows.
+    """Refuse a run that would append a second copy of loaded rows.
 
-    Appended, a backfill's rows cannot replace the rows the sync loaded, so
-    into a table that holds rows it is refused, unless it goes on with a
-    backfill of the same range that began into that table.
+    Appended rows replace nothing, and a backfill's event-time range and a
+    sync's `created_at` windows overlap however they are chosen. So into a
+    table that holds rows, a backfill is refused unless it goes on with one
+    that began into the empty table before any sync, and a sync is refused
+    once a backfill has loaded into it.
     """
     if options.get("write_disposition") != "append":
         return
-    start, end = options["backfill"]
+    backfill = options.get("backfill")
     for name, resource in source.selected_resources.items():
-        table = resource.compute_table_schema().get("name") or name
-        if _resumes_backfill(pipeline, name, start, end):
+        state = _resource_state(pipeline, name)
+        if backfill is None and not state.get("backfills"):
             continue
+        if (
+            backfill is not None
+            and "watermark" not in state
+            and _resumes_backfill(state, *backfill)
+        ):
+            continue
+        table = resource.compute_table_schema().get("name") or name
         if _holds_no_rows(pipeline, source.schema.name, table):
             continue
-        raise ConfigurationError(
-            f"The {destination_kind(pipeline)} destination only appends rows, "
-            f"and {table} already holds rows: a backfill would add a second copy "
-            "of every row the sync loaded in its range. Backfill into a fresh "
-            "dataset (another pipeline name and dataset_name), or load into a "
-            "destination that merges, such as DuckDB or PostgreSQL."
+        raise ConfigurationError(_appended_copies(pipeline, table, backfill is None))
+
+
+def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:
+    """Why a run into an append-only table was refused, and what to do."""
+    kind = destination_kind(pipeline)
+    if sync:
+        return (
+            f"The {kind} destination only appends rows, and {table} holds rows "
+            "that a backfill of this pipeline loaded: a sync would add a second "
+            "copy of every one of them it reads again. Sync into another dataset "
+            "(another pipeline name and dataset_name). To load history into a "
+            "dataset that a sync keeps current, give its first sync an earlier "
+            "start instead of backfilling."
         )
+    return (
+        f"The {kind} destination only appends rows, and {table} already holds "
+        "rows: a backfill would add a second copy of every row the sync loaded "
+        "in its range. Backfill into a fresh dataset (another pipeline name and "
+        "dataset_name), or load into a destination that merges, such as DuckDB "
+        "or PostgreSQL."
+    )
 
 
-def _resumes_backfill(
-    pipeline: dlt.Pipeline, resource: str, start: datetime, end: datetime
-) -> bool:
-    """Whether an unfinished backfill of ``[start, end)`` is in the state."""
+def _resource_state(pipeline: dlt.Pipeline, resource: str) -> dict[str, Any]:
+    """The state a resource of the source keeps, empty if it has none."""
     sources = pipeline.state.get("sources", {})
     state = sources.get(_SOURCE_NAME, {}).get("resources", {}).get(resource, {})
+    return state if isinstance(state, dict) else {}
+
+
+def _resumes_backfill(state: Mapping[str, Any], start: datetime, end: datetime) -> bool:
+    """Whether an unfinished backfill of ``[start, end)`` is in `state`."""
     for key, progress in state.get("backfills", {}).items():
         low, _, high = str(key).partition("/")
         try:
@@ -481,7 +510,13 @@ def _abort_interrupted_load(pipeline: dlt.Pipeline) -> None:
     loaded by append, so its rows would arrive twice. Aborting restores the
     state from before the package, so its chunk is read again and merged over
     whatever the first attempt left.
+
+    The filesystem destination is left to run the job again: it writes the
+    same file again, named by package and job, where a chunk read again would
+    go to new files beside the old ones, appended as its tables are.
     """
+    if destination_kind(pipeline) in _REWRITES_JOBS:
+        return
     for load_id in pipeline.list_normalized_load_packages():
         started = pipeline.get_load_package_info(load_id).jobs.get("started_jobs")
         # dlt has no public call that lists the noted jobs; its storage does.

@@ -324,3 +324,44 @@ def test_a_backfill_into_a_fresh_append_only_dataset_loads_once(
     )
     expected = expected_rows(stored.filter(in_range), HORIZON)
     assert_same_rows(loaded, expected)
+
+
+def test_a_sync_after_a_backfill_into_an_append_only_dataset_is_refused(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    pipeline, files = files_pipeline(tmp_path, "backfilled")
+    run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
+    loaded = sorted(files.rglob("*.parquet"))
+    queries = server.counters.snapshot()["queries"]
+
+    with pytest.raises(ConfigurationError, match="a backfill of this pipeline"):
+        run_sync(pipeline, tables=["metrics"], **options(server))
+
+    assert server.counters.snapshot()["queries"] == queries
+    assert sorted(files.rglob("*.parquet")) == loaded
+
+
+def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    pipeline, files = files_pipeline(tmp_path, "resumed")
+    # Its first hour holds no rows, so the unfinished backfill leaves the table
+    # empty and the sync may load into it.
+    first = run_backfill(
+        pipeline,
+        FROM,
+        HORIZON,
+        tables=["metrics"],
+        chunk="1h",
+        max_chunks=1,
+        **options(server),
+    )
+    assert not first.caught_up
+    assert not list(files.rglob("metrics/*.parquet"))
+    run_sync(pipeline, tables=["metrics"], **options(server))
+    loaded = sorted(files.rglob("*.parquet"))
+
+    with pytest.raises(ConfigurationError, match="second copy"):
+        run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
+
+    assert sorted(files.rglob("*.parquet")) == loaded

@@ -10,6 +10,10 @@ the moment the `records` job has committed its rows to the destination:
 - after dlt notes it, and before the job is moved to the completed ones. The
   next load takes the job as done without running it again.
 
+On the filesystem destination, whose tables are appended to, a chunk read
+again would add new files beside the killed job's; that job runs again instead,
+and writes its file again.
+
 Either way the next run, in a new process as after a crash, must end with
 every row exactly once.
 """
@@ -22,6 +26,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from connector.pipeline import PipelineOptions, make_pipeline
@@ -37,7 +43,7 @@ from dlt.common.storages.load_package import PackageStorage
 from connector.pipeline import PipelineOptions, make_pipeline
 from connector.sync import run_sync
 
-moment, url, token, state_dir, start = sys.argv[1:]
+moment, url, token, state_dir, start, destination = sys.argv[1:]
 original = getattr(PackageStorage, moment)
 
 def die_once_records_committed(self, load_id, file_name, *args, **kwargs):
@@ -46,7 +52,9 @@ def die_once_records_committed(self, load_id, file_name, *args, **kwargs):
     return original(self, load_id, file_name, *args, **kwargs)
 
 setattr(PackageStorage, moment, die_once_records_committed)
-pipeline = make_pipeline(PipelineOptions(name="killed", state_dir=Path(state_dir)))
+pipeline = make_pipeline(
+    PipelineOptions(name="killed", destination=destination, state_dir=Path(state_dir))
+)
 run_sync(pipeline, read_token=token, base_url=url, tables=["records"],
          start=start, chunk="3h", max_chunks=1)
 """
@@ -56,14 +64,35 @@ AFTER_NOTED = "complete_job"
 
 
 @pytest.mark.parametrize(
-    ("moment", "chunks_before"),
-    [(BEFORE_NOTED, 0), (BEFORE_NOTED, 1), (AFTER_NOTED, 1)],
-    ids=["append-before-noted", "merge-before-noted", "merge-after-noted"],
+    ("moment", "chunks_before", "destination"),
+    [
+        (BEFORE_NOTED, 0, "duckdb"),
+        (BEFORE_NOTED, 1, "duckdb"),
+        (AFTER_NOTED, 1, "duckdb"),
+        (BEFORE_NOTED, 0, "filesystem"),
+        (AFTER_NOTED, 1, "filesystem"),
+    ],
+    ids=[
+        "append-before-noted",
+        "merge-before-noted",
+        "merge-after-noted",
+        "files-before-noted",
+        "files-after-noted",
+    ],
 )
 def test_a_job_killed_as_it_committed_loads_its_rows_once(
-    tmp_path: Path, moment: str, chunks_before: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moment: str,
+    chunks_before: int,
+    destination: str,
 ) -> None:
     start = (NOW - timedelta(hours=7)).isoformat()
+    files = tmp_path / "files"
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", files.as_uri())
+    pipeline_options = PipelineOptions(
+        name="killed", destination=destination, state_dir=tmp_path
+    )
     with fault_sandbox(records=1_500, metrics=100) as server:
         options = {
             "read_token": server.token,
@@ -73,10 +102,11 @@ def test_a_job_killed_as_it_committed_loads_its_rows_once(
             "chunk": "3h",
         }
         if chunks_before:
-            first = make_pipeline(PipelineOptions(name="killed", state_dir=tmp_path))
+            first = make_pipeline(pipeline_options)
             run_sync(first, max_chunks=chunks_before, **options)
 
         arguments = [moment, server.url, server.token, str(tmp_path), start]
+        arguments.append(destination)
         child = subprocess.run(
             [sys.executable, "-c", CHILD, *arguments],
             env={**os.environ, **quiet_dlt_environment()},
@@ -86,12 +116,16 @@ def test_a_job_killed_as_it_committed_loads_its_rows_once(
         )
         assert child.returncode == 9, child.stderr[-2_000:]
 
-        pipeline = make_pipeline(PipelineOptions(name="killed", state_dir=tmp_path))
+        pipeline = make_pipeline(pipeline_options)
         report = run_sync(pipeline, **options)
         stored = server.store.visible("records", server.clock.now())
 
     assert report.caught_up
-    loaded = read_table(tmp_path / "killed.duckdb", "records")
+    if destination == "duckdb":
+        loaded = read_table(tmp_path / "killed.duckdb", "records")
+    else:
+        parts = sorted((files / "logfire" / "records").glob("*.parquet"))
+        loaded = pa.concat_tables(pq.read_table(part) for part in parts)
     comparison = compare(
         "records", loaded, expected_rows(stored, created_before=NOW - SETTLE)
     )
