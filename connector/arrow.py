@@ -13,17 +13,21 @@ parsing the values of a column that is only loosely JSON (``log_body``).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Final
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connector.errors import LogfireSyncError
+from connector.tables import ColumnKind, TableSpec
+
 __all__ = [
     "TIMESTAMP",
     "as_json",
     "list_to_json",
+    "loaded_types",
     "plain_columns",
     "prepare_batch",
     "replace_nul_characters",
@@ -31,6 +35,18 @@ __all__ = [
 
 TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 """The type every timestamp is loaded as."""
+
+_LOADED_AS: Final[Mapping[ColumnKind, pa.DataType]] = {
+    "timestamp": TIMESTAMP,
+    "date": pa.date32(),
+    "integer": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+}
+"""The type each documented kind of column is loaded as, whatever its width."""
+
+_PER_SECOND: Final = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+"""How many of each Arrow duration unit make a second."""
 
 _JSON_SPACE: Final = " \t\n\r"
 """The whitespace JSON allows around a value."""
@@ -54,25 +70,64 @@ _JSON_ESCAPES: Final = {
 }
 
 
+def loaded_types(spec: TableSpec) -> dict[str, pa.DataType]:
+    """The type each documented column of `spec` is loaded as.
+
+    Arrays become JSON text, so every column that is not of a documented kind
+    is loaded as text.
+    """
+    return {
+        name: _LOADED_AS[spec.kinds[name]] if name in spec.kinds else pa.string()
+        for name in spec.columns
+    }
+
+
 def prepare_batch(
     batch: pa.RecordBatch,
     json_columns: Collection[str] = (),
     loose_json_columns: Collection[str] = (),
+    types: Mapping[str, pa.DataType] | None = None,
 ) -> pa.RecordBatch:
     """`batch` with lists as JSON text, UTC microsecond timestamps, plain strings.
 
     Text in `json_columns` that is not JSON becomes a JSON string holding it
-    (see `as_json`); values of `loose_json_columns` are parsed to tell.
+    (see `as_json`); values of `loose_json_columns` are parsed to tell. The
+    columns named in `types` are cast to theirs, and every column may hold
+    nulls: dlt refuses pages whose schemas differ, and a service may type a
+    page's column by its values (``int32`` or ``int64``, ``null`` when all of
+    them are null).
     """
     columns = []
     fields = []
     for field, column in zip(batch.schema, batch.columns, strict=True):
         converted = _convert(column)
+        target = None if types is None else types.get(field.name)
+        if target is not None and converted.type != target:
+            converted = _cast(converted, target, field.name)
         if field.name in json_columns and pa.types.is_string(converted.type):
             converted = as_json(converted, parse=field.name in loose_json_columns)
         columns.append(converted)
-        fields.append(pa.field(field.name, converted.type, field.nullable))
+        fields.append(pa.field(field.name, converted.type))
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _cast(column: pa.Array, target: pa.DataType, name: str) -> pa.Array:
+    """`column` in the type its documented kind is loaded as.
+
+    Raises:
+        LogfireSyncError: The values do not fit the documented type.
+    """
+    if pa.types.is_null(column.type):
+        return pa.nulls(len(column), target)
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise LogfireSyncError(
+            f"The service sent the column {name} as {column.type}, which cannot "
+            f"be loaded as the documented {target} ({error}). Report this to the "
+            "service's maintainers, or leave the column out with the columns "
+            "option."
+        ) from None
 
 
 def plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -236,6 +291,12 @@ def _convert(column: pa.Array) -> pa.Array:
     kind = column.type
     if _is_list(kind):
         return list_to_json(column)
+    if _is_nested(kind):
+        return _python_json(column)
+    if pa.types.is_duration(kind):
+        # dlt has no duration type; Logfire's own `duration` is in seconds.
+        seconds = column.cast(pa.int64()).cast(pa.float64())
+        return pc.divide(seconds, float(_PER_SECOND[kind.unit]))
     if pa.types.is_timestamp(kind) and kind != TIMESTAMP:
         if kind.tz is None:
             column = pc.assume_timezone(column, "UTC")
@@ -253,9 +314,36 @@ def _is_list(kind: pa.DataType) -> bool:
     )
 
 
+def _is_nested(kind: pa.DataType) -> bool:
+    """Whether `kind` is a struct, map, union or interval, which dlt cannot load."""
+    return bool(
+        pa.types.is_struct(kind)
+        or pa.types.is_map(kind)
+        or pa.types.is_union(kind)
+        or pa.types.is_interval(kind)
+    )
+
+
+def _python_json(values: pa.Array) -> pa.Array:
+    """Nested values as JSON text, through Python; nulls stay null.
+
+    Only columns the documentation does not list have such types, so the
+    cost of going through Python objects is rarely paid.
+    """
+    texts = [
+        None
+        if value is None
+        else orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        for value in values.to_pylist()
+    ]
+    return pa.array(texts, pa.string())
+
+
 def _json_values(values: pa.Array) -> pa.Array:
     """List elements as JSON text: strings quoted, non-finite numbers null."""
     kind = values.type
+    if _is_nested(kind):
+        return _python_json(values)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _json_strings(values.cast(pa.string()))
     if pa.types.is_string_view(kind):

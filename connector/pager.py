@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
-from connector.arrow import plain_columns
+from connector.arrow import TIMESTAMP, plain_columns
 from connector.errors import (
     IncompleteResponseError,
     LogfireSyncError,
@@ -76,6 +76,9 @@ logger = logging.getLogger(__name__)
 
 MAX_LIMIT: Final = 10_000
 """The most rows the service returns for one request."""
+
+_KEY_TYPES: Final = {"timestamp": TIMESTAMP, "text": pa.string()}
+"""The type a key column of each kind is compared in."""
 
 Operator = Literal[">=", ">", "="]
 
@@ -396,6 +399,12 @@ class _Pager:
 
     def _key_arrays(self, batch: pa.RecordBatch) -> list[pa.Array]:
         """The key's columns of `batch`, nulls replaced as in the SQL."""
+        names = batch.schema.names
+        if len(set(names)) < len(names):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            raise self._violation(
+                f"the result holds more than one column named {', '.join(twice)}"
+            )
         arrays = []
         for column in self._query.key:
             index = batch.schema.get_field_index(column.name)
@@ -405,6 +414,9 @@ class _Pager:
                     "are ordered by"
                 )
             array = batch.column(index)
+            if pa.types.is_null(array.type):
+                # A service may type a column by its values, all null here.
+                array = pa.nulls(len(array), _KEY_TYPES[column.kind])
             if column.null_as is not None:
                 array = pc.fill_null(array, _null_scalar(column, array.type))
             elif array.null_count:

@@ -32,7 +32,7 @@ import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.extract import DltResource
 
-from connector.arrow import prepare_batch, replace_nul_characters
+from connector.arrow import loaded_types, prepare_batch, replace_nul_characters
 from connector.client import LogfireClient
 from connector.dltlogs import log_hint_warning_once
 from connector.errors import ConfigurationError
@@ -1274,6 +1274,7 @@ def _open_reading(
     json_columns = frozenset() if spec is None else spec.json_columns
     loose = frozenset() if spec is None else spec.loose_json_columns
     json_like = json_columns | (frozenset() if spec is None else spec.list_columns)
+    types = None if spec is None else loaded_types(spec)
     warned: set[str] = set()
     client = _make_client(settings)
     stats = WindowStats()
@@ -1288,7 +1289,7 @@ def _open_reading(
             stats=stats,
             verify_counts=settings.verify_counts,
         )
-        shaped = (prepare_batch(batch, json_columns, loose) for batch in pages)
+        shaped = (prepare_batch(batch, json_columns, loose, types) for batch in pages)
         if settings.replace_nul:
             shaped = (_nul_free(batch, window, json_like, warned) for batch in shaped)
         yield from _regrouped(shaped, settings.page_size)

@@ -17,12 +17,16 @@ __all__ = [
     "METRICS",
     "RECORDS",
     "TABLES",
+    "ColumnKind",
     "KeyColumn",
     "TableName",
     "TableSpec",
 ]
 
 TableName = Literal["records", "metrics"]
+
+ColumnKind = Literal["timestamp", "date", "integer", "double", "boolean"]
+"""A documented column type other than text (text, JSON text and arrays)."""
 
 EPOCH_LITERAL: Final = "1970-01-01T00:00:00Z"
 """The instant that stands in for a null timestamp in a page key."""
@@ -60,6 +64,8 @@ class TableSpec:
             each of their values is parsed before it is loaded as JSON.
         list_columns: Array columns, loaded as JSON array text.
         merge_key: Columns whose values a re-read window replaces wholesale.
+        kinds: The documented type of every column that is not text; the
+            others are text, JSON text or arrays.
     """
 
     name: TableName
@@ -70,6 +76,7 @@ class TableSpec:
     json_columns: frozenset[str]
     list_columns: frozenset[str]
     merge_key: tuple[str, str]
+    kinds: Mapping[str, ColumnKind]
     loose_json_columns: frozenset[str] = frozenset()
 
     @property
@@ -152,6 +159,17 @@ RECORDS: Final = TableSpec(
     ),
     list_columns=frozenset({"tags"}),
     merge_key=("created_at", "start_timestamp"),
+    kinds={
+        **dict.fromkeys(
+            ("start_timestamp", "end_timestamp", "created_at"), "timestamp"
+        ),
+        "day": "date",
+        **dict.fromkeys(
+            ("level", "http_response_status_code", "process_pid"), "integer"
+        ),
+        "duration": "double",
+        "is_exception": "boolean",
+    },
     # A log's body is often a JSON document, but the API does not promise it.
     loose_json_columns=frozenset({"log_body"}),
 )
@@ -229,6 +247,34 @@ METRICS: Final = TableSpec(
         }
     ),
     merge_key=("created_at", "recorded_timestamp"),
+    kinds={
+        **dict.fromkeys(
+            ("recorded_timestamp", "start_timestamp", "created_at"), "timestamp"
+        ),
+        "day": "date",
+        "is_monotonic": "boolean",
+        **dict.fromkeys(
+            (
+                "scalar_value",
+                "histogram_min",
+                "histogram_max",
+                "histogram_sum",
+                "exp_histogram_zero_threshold",
+            ),
+            "double",
+        ),
+        **dict.fromkeys(
+            (
+                "histogram_count",
+                "exp_histogram_scale",
+                "exp_histogram_zero_count",
+                "exp_histogram_positive_bucket_counts_offset",
+                "exp_histogram_negative_bucket_counts_offset",
+                "process_pid",
+            ),
+            "integer",
+        ),
+    },
 )
 
 TABLES: Final[Mapping[TableName, TableSpec]] = {"records": RECORDS, "metrics": METRICS}

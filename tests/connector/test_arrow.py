@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
+import pytest
 
 from connector.arrow import (
     TIMESTAMP,
     as_json,
+    loaded_types,
     plain_columns,
     prepare_batch,
     replace_nul_characters,
 )
+from connector.errors import LogfireSyncError
+from connector.tables import METRICS, RECORDS
 
 WHEN = datetime(2026, 5, 27, 13, 16, 36, 517321, tzinfo=UTC)
 
@@ -159,3 +163,81 @@ def test_nul_characters_become_replacement_characters() -> None:
     assert cleaned.column(0).to_pylist() == ["a\ufffdb", "\\u0000 as text", "clean"]
     assert cleaned.column(1).to_pylist() == ['{"k": "x\\ufffdy"}', '"\ufffd"', "{}"]
     assert replace_nul_characters(cleaned, {"attributes"}) == (cleaned, [])
+
+
+def test_documented_columns_load_as_their_documented_types() -> None:
+    # As a service that types each page by its values might send them.
+    schema = pa.schema(
+        [
+            pa.field("level", pa.int32(), nullable=False),
+            pa.field("duration", pa.int64()),
+            pa.field("service_name", pa.null()),
+            pa.field("day", pa.date64()),
+            pa.field("is_exception", pa.null()),
+        ]
+    )
+    batch = pa.record_batch(
+        [
+            pa.array([9, 17], pa.int32()),
+            pa.array([2, 3], pa.int64()),
+            pa.nulls(2),
+            pa.array([date(2026, 5, 27)] * 2, pa.date64()),
+            pa.nulls(2),
+        ],
+        schema=schema,
+    )
+
+    prepared = prepare_batch(batch, types=loaded_types(RECORDS))
+
+    assert prepared.schema == pa.schema(
+        [
+            pa.field("level", pa.int64()),
+            pa.field("duration", pa.float64()),
+            pa.field("service_name", pa.string()),
+            pa.field("day", pa.date32()),
+            pa.field("is_exception", pa.bool_()),
+        ]
+    )
+    assert prepared.to_pydict() == {
+        "level": [9, 17],
+        "duration": [2.0, 3.0],
+        "service_name": [None, None],
+        "day": [date(2026, 5, 27)] * 2,
+        "is_exception": [None, None],
+    }
+
+
+def test_every_documented_metrics_column_has_a_loaded_type() -> None:
+    types = loaded_types(METRICS)
+    assert list(types) == list(METRICS.columns)
+    assert types["scalar_value"] == pa.float64()
+    assert types["histogram_count"] == pa.int64()
+    assert types["recorded_timestamp"] == TIMESTAMP
+    assert types["histogram_bucket_counts"] == pa.string()
+
+
+def test_a_documented_column_whose_values_cannot_be_its_type_is_named() -> None:
+    batch = pa.record_batch({"duration": ["fast", "slow"]})
+    with pytest.raises(LogfireSyncError, match="column duration as string"):
+        prepare_batch(batch, types=loaded_types(RECORDS))
+
+
+def test_columns_of_types_dlt_cannot_load_become_json_text() -> None:
+    point = pa.struct([("x", pa.int64()), ("label", pa.string())])
+    batch = pa.record_batch(
+        {
+            "point": pa.array([{"x": 1, "label": "a"}, None], point),
+            "points": pa.array([[{"x": 2, "label": "b"}], []], pa.list_(point)),
+            "sizes": pa.array([[("a", 1)], None], pa.map_(pa.string(), pa.int64())),
+            "took": pa.array([timedelta(milliseconds=1500), None], pa.duration("us")),
+        }
+    )
+
+    prepared = prepare_batch(batch)
+
+    assert prepared.to_pydict() == {
+        "point": ['{"x":1,"label":"a"}', None],
+        "points": ['[{"x":2,"label":"b"}]', "[]"],
+        "sizes": ['[["a",1]]', None],
+        "took": [1.5, None],
+    }

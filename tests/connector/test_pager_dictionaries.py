@@ -1,4 +1,4 @@
-"""Pages a service sends in other layouts: dictionaries, string views, large text."""
+"""Pages a service sends in other layouts: dictionaries, string views, other types."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from connector.arrow import prepare_batch
+from connector.arrow import loaded_types, prepare_batch
 from connector.client import ARROW_STREAM, LogfireClient
+from connector.errors import LogfireSyncError
 from connector.pager import WindowQuery, order_by, read_window
 from connector.retry import RetryPolicy
 from connector.sql import timestamp_literal
@@ -141,7 +142,15 @@ def test_text_as_string_views_or_large_strings_is_read_as_plain_strings(
     # DataFusion streams text as string views unless told otherwise, and the
     # nullable key columns of metrics go through pyarrow kernels that take
     # only plain strings.
-    body = stream(metrics_page(text))
+    batches = read_metrics(metrics_page(text))
+
+    read = pa.Table.from_batches(batches)
+    assert read.equals(metrics_page(pa.string()))
+
+
+def read_metrics(table: pa.Table) -> list[pa.RecordBatch]:
+    """The batches the pager passes on from one response holding `table`."""
+    body = stream(table)
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"content-type": ARROW_STREAM}, content=body)
@@ -161,7 +170,52 @@ def test_text_as_string_views_or_large_strings_is_read_as_plain_strings(
         TOKEN, transport=httpx.MockTransport(handler), retry=RetryPolicy(max_attempts=1)
     )
     with client:
-        batches = list(read_window(client, query, page_size=100))
+        return list(read_window(client, query, page_size=100))
 
-    read = pa.Table.from_batches(batches)
-    assert read.equals(metrics_page(pa.string()))
+
+def test_a_nullable_key_column_typed_null_pages_as_nulls() -> None:
+    # A service that types columns by their values sends an all-null one as null.
+    table = metrics_page(pa.string())
+    index = table.schema.get_field_index("service_instance_id")
+    table = table.set_column(index, "service_instance_id", pa.nulls(2))
+
+    batches = read_metrics(table)
+
+    assert pa.Table.from_batches(batches).num_rows == 2
+    loaded = prepare_batch(batches[0], types=loaded_types(METRICS))
+    assert loaded.schema.field("service_instance_id").type == pa.string()
+
+
+def test_a_result_with_two_columns_of_one_name_is_refused() -> None:
+    table = metrics_page(pa.string())
+    table = table.append_column("metric_name", pa.array(["x", "y"]))
+
+    with pytest.raises(LogfireSyncError, match="more than one column named"):
+        read_metrics(table)
+
+
+def test_pages_typed_by_their_values_load_in_one_run(tmp_path: Path) -> None:
+    first = page(0, dictionaries=None).append_column(
+        pa.field("level", pa.int32(), nullable=False), pa.array([9, 9, 17], pa.int32())
+    )
+    second = page(10, dictionaries=None).append_column(
+        "level", pa.array([5, 9, 9], pa.int64())
+    )
+    third = page(20, dictionaries=None).append_column("level", pa.nulls(3))
+    types = loaded_types(RECORDS)
+    items = [
+        prepare_batch(batch, types=types)
+        for table in (first, second, third)
+        for batch in table.to_batches()
+    ]
+
+    pipeline = dlt.pipeline(
+        pipeline_name="widths",
+        destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
+        dataset_name="logfire",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    pipeline.run(dlt.resource(items, name="records"))
+    with pipeline.sql_client() as sql:
+        loaded = sql.execute_sql("SELECT level FROM records ORDER BY trace_id")
+    assert [row[0] for row in loaded] == [9, 9, 17, 5, 9, 9, None, None, None]
