@@ -78,7 +78,9 @@ def _destination(options: PipelineOptions) -> TDestinationReferenceArg:
             f"DuckDB file {options.name}.duckdb would clash with its own dataset. "
             "Choose another --pipeline or --dataset."
         )
-    database = options.state_dir / f"{options.name}.duckdb"
+    # Absolute, as dlt would resolve a relative path against the folder of the
+    # pipeline's first run, kept in its state, rather than the current one.
+    database = (options.state_dir / f"{options.name}.duckdb").resolve()
     return dlt.destinations.duckdb(str(database))
 
 

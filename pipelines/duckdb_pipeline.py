@@ -4,20 +4,31 @@
 
 Options come from `.dlt/config.toml` here ([sources.logfire]) and the token from
 `.dlt/secrets.toml` or SOURCES__LOGFIRE__READ_TOKEN. The database file is
-`logfire_sync.duckdb` (named after the pipeline, which must differ from
-the dataset for DuckDB) unless DESTINATION__DUCKDB__CREDENTIALS names another.
+`logfire_sync.duckdb` in the current folder (named after the pipeline, which
+must differ from the dataset for DuckDB) unless DESTINATION__DUCKDB__CREDENTIALS
+names another. The path is made absolute: dlt would resolve a relative one
+against the folder of the pipeline's first run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 
 import dlt
 
 from connector.sync import run_sync
 
-DESTINATION = dlt.destinations.duckdb()
+# With Airflow installed, dlt would also ask Airflow's variables for every config
+# key, which doubles the run's time; set it to true to read them.
+os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
+
+DATABASE = os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or str(
+    Path.cwd() / "logfire_sync.duckdb"
+)
+DESTINATION = dlt.destinations.duckdb(DATABASE)
 
 
 def main() -> None:

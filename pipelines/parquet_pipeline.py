@@ -5,17 +5,23 @@
 
 The filesystem destination cannot merge, so rows are appended: every window is
 read once, so each row still arrives once. A backfill over rows already loaded
-appends them again; use a merge-capable destination for backfills.
+would append them again, so it is refused; use a merge-capable destination for
+backfills.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import dlt
 
 from connector.sync import run_sync
+
+# With Airflow installed, dlt would also ask Airflow's variables for every config
+# key, which doubles the run's time; set it to true to read them.
+os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
 
 DESTINATION = dlt.destinations.filesystem()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,6 +31,7 @@ from synchelp import (
 
 from connector import TableSynced, WindowLoaded
 from connector.errors import ConfigurationError, PipelineBusyError
+from connector.pipeline import PipelineOptions, make_pipeline
 from connector.sync import read_status, run_backfill, run_sync
 from sandbox.server import SandboxServer
 
@@ -365,3 +367,33 @@ def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
         run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
 
     assert sorted(files.rglob("*.parquet")) == loaded
+
+
+def test_a_relative_state_folder_follows_the_project_when_it_moves(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_home = tmp_path / "project"
+    first_home.mkdir()
+    monkeypatch.chdir(first_home)
+    options_here = PipelineOptions(name="moving", state_dir=Path("state"))
+    run_sync(make_pipeline(options_here), tables=["metrics"], **options(server))
+    loads_before = _loads(first_home / "state" / "moving.duckdb")
+
+    moved = tmp_path / "moved"
+    first_home.rename(moved)
+    monkeypatch.chdir(moved)
+    server.clock.advance(timedelta(minutes=30))
+    report = run_sync(
+        make_pipeline(options_here), tables=["metrics"], **options(server)
+    )
+
+    assert report.caught_up
+    assert _loads(moved / "state" / "moving.duckdb") > loads_before
+
+
+def _loads(database: Path) -> int:
+    """How many loads dlt has recorded in a DuckDB file."""
+    with duckdb.connect(str(database), read_only=True) as connection:
+        found = connection.execute("SELECT count(*) FROM logfire._dlt_loads").fetchone()
+    assert found is not None
+    return int(found[0])
