@@ -42,6 +42,7 @@ from connector.errors import (
     LogfireSyncError,
     QueryError,
     RetryableError,
+    causes,
 )
 from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, make_pipeline
 from connector.source import TableSynced, WindowLoaded
@@ -60,6 +61,7 @@ EXIT_QUERY: Final = 4
 EXIT_RETRY_LATER: Final = 5
 EXIT_DESTINATION: Final = 6
 EXIT_MISMATCH: Final = 7
+EXIT_INTERRUPTED: Final = 130
 
 TOKEN_VARIABLE: Final = "LOGFIRE_READ_TOKEN"
 
@@ -88,11 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.command(args)
     except KeyboardInterrupt:
-        print("Interrupted; committed chunks stay loaded.", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as error:
+        # dlt wraps an interrupt during one of its steps in its own error.
+        if any(isinstance(cause, KeyboardInterrupt) for cause in causes(error)):
+            return _interrupted()
         return _report_failure(error)
     return code
+
+
+def _interrupted() -> int:
+    print("Interrupted; committed chunks stay loaded.", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -489,7 +498,7 @@ def _classify(error: Exception) -> tuple[int, str]:
     local = _local_disk_failure(error)
     if local is not None:
         return local
-    if any(_CORRUPT_FILE in str(cause) for cause in _causes(error)):
+    if any(_CORRUPT_FILE in str(cause) for cause in causes(error)):
         return EXIT_DESTINATION, _CORRUPT_FILE_ADVICE
     if isinstance(error, ConfigurationError):
         return EXIT_CONFIG, ""
@@ -524,7 +533,7 @@ _CORRUPT_FILE_ADVICE: Final = (
 
 def _local_disk_failure(error: Exception) -> tuple[int, str] | None:
     """The exit code and advice for a full or read-only local disk, if so."""
-    for cause in _causes(error):
+    for cause in causes(error):
         number = cause.errno if isinstance(cause, OSError) else None
         where = getattr(cause, "filename", None)
         place = f" ({where})" if where else ""
@@ -542,16 +551,6 @@ def _local_disk_failure(error: Exception) -> tuple[int, str] | None:
                 "committed chunk left them."
             )
     return None
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """The error and the exceptions behind it, nearest first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 def _is_destination_failure(error: Exception) -> bool:

@@ -1,13 +1,13 @@
-"""Keeping one expected dlt warning from repeating for every batch.
+"""Keeping one expected dlt warning out of every run's log.
 
 The JSON columns (``attributes``, ``tags`` as JSON text, ...) are strings in
 Arrow, which has no JSON type that dlt reads, and are hinted
 ``{"data_type": "json"}`` so that they load as JSON (DuckDB) or jsonb
 (PostgreSQL). dlt sees the Arrow type (``text``) differ from the hint and
-warns that "several column hints were different", once for every batch. The
-hint wins and the data loads as intended, so the warning says nothing new after
-its first time: :func:`log_hint_warning_once` lets it through once per
-resource per process, with a note saying why it is expected.
+warns that "several column hints were different", for every batch. The hint
+wins and the data loads as intended, so an hourly run would raise a warning
+that calls for nothing every hour: :func:`quiet_hint_warning` turns it into one
+DEBUG line per resource per process.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import logging
 import threading
 from typing import Final
 
-__all__ = ["log_hint_warning_once"]
+__all__ = ["quiet_hint_warning"]
+
+logger = logging.getLogger(__name__)
 
 _DLT_LOGGER: Final = "dlt"
 _MARKER: Final = "when merging arrow schema with dlt schema, several column hints"
-_NOTE: Final = (
-    " (logfire-sync: expected for the JSON-hinted text columns; shown once per "
-    "resource.)"
-)
 
 
-class _OncePerResource(logging.Filter):
-    """Passes dlt's hint warning once per resource, and everything else."""
+class _HintWarningAsDebug(logging.Filter):
+    """Drops dlt's hint warning, logged at DEBUG instead once per resource."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,19 +38,18 @@ class _OncePerResource(logging.Filter):
             return True
         resource = message.split(",", 1)[0]
         with self._lock:
-            if resource in self._seen:
-                return False
+            first = resource not in self._seen
             self._seen.add(resource)
-        record.msg = message + _NOTE
-        record.args = None
-        return True
+        if first:
+            logger.debug("dlt said, as expected for JSON-hinted text: %s", message)
+        return False
 
 
-_FILTER: Final = _OncePerResource()
+_FILTER: Final = _HintWarningAsDebug()
 
 
-def log_hint_warning_once() -> None:
+def quiet_hint_warning() -> None:
     """Install the filter on dlt's logger; calling it again changes nothing."""
-    logger = logging.getLogger(_DLT_LOGGER)
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
+    dlt_logger = logging.getLogger(_DLT_LOGGER)
+    if _FILTER not in dlt_logger.filters:
+        dlt_logger.addFilter(_FILTER)

@@ -19,6 +19,8 @@ have ``status_code = None``. The message always includes what the server said.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
@@ -30,6 +32,7 @@ __all__ = [
     "RateLimitedError",
     "RetryableError",
     "TransientError",
+    "causes",
 ]
 
 
@@ -99,3 +102,17 @@ class TransientError(RetryableError):
 
 class IncompleteResponseError(TransientError):
     """The response ended before all of its data arrived."""
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and the exceptions behind it, nearest first.
+
+    dlt wraps what fails inside a pipeline step, so the error that tells what
+    happened is often a cause of the one raised.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__

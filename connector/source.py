@@ -34,7 +34,7 @@ from dlt.extract import DltResource
 
 from connector.arrow import loaded_types, prepare_batch, replace_nul_characters
 from connector.client import LogfireClient
-from connector.dltlogs import log_hint_warning_once
+from connector.dltlogs import quiet_hint_warning
 from connector.errors import ConfigurationError
 from connector.pager import (
     WindowQuery,
@@ -285,7 +285,7 @@ def _table_resource(
     read_ahead: ReadAhead | None,
 ) -> DltResource:
     """The dlt resource that syncs one table."""
-    log_hint_warning_once()
+    quiet_hint_warning()
     merge = settings.write_disposition == "merge"
 
     def rows() -> Iterator[pa.RecordBatch]:

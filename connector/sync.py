@@ -38,7 +38,12 @@ from dlt.common.schema.utils import has_table_seen_data
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
 
-from connector.errors import ConfigurationError, LogfireSyncError, PipelineBusyError
+from connector.errors import (
+    ConfigurationError,
+    LogfireSyncError,
+    PipelineBusyError,
+    causes,
+)
 from connector.readahead import ReadAhead
 from connector.settings import parse_instant, unreadable_config
 from connector.source import Progress, TableSynced, WindowLoaded, logfire_source
@@ -647,7 +652,7 @@ def _missing_config(
     pipeline: dlt.Pipeline, failure: BaseException
 ) -> ConfigurationError | None:
     """The error for a destination setting that no config provides, if so."""
-    for error in _causes(failure):
+    for error in causes(failure):
         if isinstance(error, ConfigFieldMissingException):
             return missing_destination_config(
                 pipeline,
@@ -680,20 +685,10 @@ def missing_destination_config(
 
 def _connector_error(failure: BaseException) -> LogfireSyncError | None:
     """The connector's error behind a failed pipeline step, if any."""
-    for error in _causes(failure):
+    for error in causes(failure):
         if isinstance(error, LogfireSyncError):
             return error
     return None
-
-
-def _causes(failure: BaseException) -> Iterator[BaseException]:
-    """The failure and the exceptions behind it, nearest first."""
-    seen: set[int] = set()
-    error: BaseException | None = failure
-    while error is not None and id(error) not in seen:
-        yield error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
 
 
 def _with_disposition(

@@ -142,3 +142,22 @@ def test_the_demo_of_metrics_alone_skips_the_spans_sample(
     out = capsys.readouterr().out
     assert "300" in out
     assert "Spans per service" not in out
+
+
+def test_an_interrupt_while_dlt_extracts_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dlt.extract.extractors import ArrowExtractor
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C lands in dlt's thread, which wraps it in an error of its own.
+    monkeypatch.setattr(ArrowExtractor, "write_items", interrupted)
+    with sandbox(RECORDS, METRICS) as server:
+        monkeypatch.setenv("LOGFIRE_READ_TOKEN", server.token)
+        start = (NOW - timedelta(hours=3)).isoformat()
+        code = main(["run", *_common(server.url, tmp_path), "--start", start])
+
+    assert code == 130
+    assert "Interrupted; committed chunks stay loaded." in capsys.readouterr().err
