@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -652,35 +652,53 @@ def _missing_config(
     pipeline: dlt.Pipeline, failure: BaseException
 ) -> ConfigurationError | None:
     """The error for a destination setting that no config provides, if so."""
-    for error in causes(failure):
-        if isinstance(error, ConfigFieldMissingException):
-            return missing_destination_config(
-                pipeline,
-                error.fields,
-                then="Rows already read wait in the pipeline's folder and load "
-                "on the next run.",
-            )
-    return None
+    chain = list(causes(failure))
+    missing = next(
+        (error for error in chain if isinstance(error, ConfigFieldMissingException)),
+        None,
+    )
+    if missing is None:
+        return None
+    steps = {getattr(error, "step", None) for error in chain}
+    then = (
+        "Nothing was read."
+        if "sync" in steps
+        else "Rows already read wait in the pipeline's folder and load on the next run."
+    )
+    return missing_destination_config(pipeline, missing, then=then)
 
 
 def missing_destination_config(
-    pipeline: dlt.Pipeline, fields: Sequence[str], *, then: str = ""
+    pipeline: dlt.Pipeline, error: ConfigFieldMissingException, *, then: str = ""
 ) -> ConfigurationError:
     """The error for destination settings, such as credentials, left unset.
 
-    `then` says what became of the run, after the fix.
+    A setting given in part, such as credentials as a URL without a password,
+    is named down to the part that is missing. `then` says what became of the
+    run, after the fix.
     """
     name = destination_kind(pipeline) or "chosen"
     section = name.upper()
+    keys = [key for field in error.fields for key in _missing_keys(error, field)]
     variables = " and ".join(
-        f"DESTINATION__{section}__{field.upper()}" for field in fields
+        f"DESTINATION__{section}__{key.replace('.', '__').upper()}" for key in keys
     )
-    keys = ", ".join(fields)
+    shown = ", ".join(keys)
     return ConfigurationError(
-        f"The {name} destination needs {keys}, which no config provides. Set "
-        f"{variables} in the environment, or {keys} under [destination.{name}] "
+        f"The {name} destination needs {shown}, which no config provides. Set "
+        f"{variables} in the environment, or {shown} under [destination.{name}] "
         f"in .dlt/secrets.toml. {then}".rstrip()
     )
+
+
+def _missing_keys(error: ConfigFieldMissingException, field: str) -> list[str]:
+    """The dotted keys missing under `field`: itself, or its unset parts."""
+    parts = [
+        f"{field}.{part}"
+        for trace in error.traces.get(field, ())
+        for part in getattr(trace, "traces", {})
+    ]
+    return parts or [field]
 
 
 def _connector_error(failure: BaseException) -> LogfireSyncError | None:

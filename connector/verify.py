@@ -549,7 +549,7 @@ def _missing_credentials(
 ) -> ConfigurationError:
     """The error for a destination whose credentials are not configured."""
     _destination_name(pipeline)
-    return missing_destination_config(pipeline, error.fields)
+    return missing_destination_config(pipeline, error)
 
 
 def _destination_error(pipeline: dlt.Pipeline, error: Exception) -> DestinationError:

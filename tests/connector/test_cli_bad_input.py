@@ -493,6 +493,25 @@ def test_missing_destination_credentials_exit_2_naming_the_setting(
     refused(capsys, state, argv, 2, "DESTINATION__POSTGRES__CREDENTIALS")
 
 
+def test_credentials_without_a_password_exit_2_naming_the_password(
+    server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", *common(server, state), "--destination", "postgres"]
+    url = "postgresql://loader@127.0.0.1:9/postgres"
+
+    err = refused(
+        capsys,
+        state,
+        argv,
+        2,
+        "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD",
+        "Nothing was read.",
+        env={"DESTINATION__POSTGRES__CREDENTIALS": url},
+    )
+
+    assert "Rows already read" not in err
+
+
 def test_a_full_disk_under_state_exits_6_and_keeps_the_data(
     server: SandboxServer, small_disk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
