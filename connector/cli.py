@@ -324,7 +324,10 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    pipeline = make_pipeline(_pipeline_options(args))
+    options = _pipeline_options(args)
+    if not args.from_destination:
+        _refuse_state_of_another_dataset(options)
+    pipeline = make_pipeline(options)
     if args.from_destination:
         pipeline.sync_destination()
     statuses = read_status(pipeline)
@@ -348,6 +351,36 @@ def _status(args: argparse.Namespace) -> int:
             + ("" if status.caught_up else "  (not caught up)")
         )
     return EXIT_OK
+
+
+def _refuse_state_of_another_dataset(options: PipelineOptions) -> None:
+    """Refuse to show local state that the last run kept for another dataset.
+
+    dlt keeps one local state per pipeline name, for the dataset and the
+    destination its last run loaded; another dataset's watermarks would look
+    like this one's.
+    """
+    from dlt.pipeline.exceptions import CannotRestorePipelineException
+
+    try:
+        kept = dlt.attach(
+            options.name, pipelines_dir=str(options.state_dir / "pipelines")
+        )
+    except CannotRestorePipelineException:
+        return
+    destination = str(kept.state.get("destination_type") or "").rsplit(".", 1)[-1]
+    if (kept.dataset_name, destination) in {
+        (options.dataset, options.destination),
+        (options.dataset, ""),
+    }:
+        return
+    raise ConfigurationError(
+        f"The local state of the pipeline {options.name} is that of the dataset "
+        f"{kept.dataset_name} in {destination or 'no destination'}, not of "
+        f"{options.dataset} in {options.destination}. Pass those with --dataset "
+        "and --destination, or add --from-destination to read the state that "
+        f"{options.dataset} holds."
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:

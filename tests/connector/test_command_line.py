@@ -161,3 +161,24 @@ def test_an_interrupt_while_dlt_extracts_exits_130(
 
     assert code == 130
     assert "Interrupted; committed chunks stay loaded." in capsys.readouterr().err
+
+
+def test_status_refuses_the_local_state_of_another_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sandbox(RECORDS, METRICS) as server:
+        monkeypatch.setenv("LOGFIRE_READ_TOKEN", server.token)
+        start = (NOW - timedelta(hours=3)).isoformat()
+        argv = ["run", *_common(server.url, tmp_path), "--start", start]
+        assert main([*argv, "--dataset", "logfire_v2"]) == 0
+    capsys.readouterr()
+
+    elsewhere = main(["status", "--state-dir", str(tmp_path)])
+    said = capsys.readouterr()
+    here = main(["status", "--state-dir", str(tmp_path), "--dataset", "logfire_v2"])
+
+    assert elsewhere == 2
+    assert "dataset logfire_v2 in duckdb, not of logfire" in said.err
+    assert "watermark" not in said.out
+    assert here == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["table", "watermark"]
