@@ -7,6 +7,7 @@ user would start it, so the connector talks to it over HTTP like to Logfire.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from connector.sync import SyncReport, run_sync
 __all__ = ["run_demo"]
 
 DEMO_TOKEN: Final = "pylf_v1_us_demo0000000000000000000000000000"
+_PIPELINE: Final = "logfire_demo"
 _HOURS: Final = 24
 _URL_LINE: Final = re.compile(r"serving on (http://\S+)")
 _SAMPLE_QUERY: Final = """
@@ -47,10 +49,11 @@ def run_demo(*, records: int, metrics: int, seed: int, state_dir: Path) -> int:
             "metrics: give --records and --metrics counts of 0 or more, not both 0."
         )
     started = datetime.now(UTC)
+    _start_over(state_dir)
     print(f"Starting the sandbox with {records:,} records and {metrics:,} metrics...")
     with _sandbox(records=records, metrics=metrics, seed=seed) as url:
         pipeline = make_pipeline(
-            PipelineOptions(name="logfire_demo", dataset="logfire", state_dir=state_dir)
+            PipelineOptions(name=_PIPELINE, dataset="logfire", state_dir=state_dir)
         )
         report = run_sync(
             pipeline,
@@ -62,6 +65,22 @@ def run_demo(*, records: int, metrics: int, seed: int, state_dir: Path) -> int:
         if records:
             _print_sample(pipeline.sql_client())
     return 0
+
+
+def _start_over(state_dir: Path) -> None:
+    """Delete what an earlier demo left: its pipeline's state and its database.
+
+    Each demo serves newly generated rows, which an earlier demo's watermark
+    would skip but for the last minutes.
+    """
+    folder = state_dir / "pipelines" / _PIPELINE
+    database = state_dir / f"{_PIPELINE}.duckdb"
+    if not folder.exists() and not database.exists():
+        return
+    print(f"Starting over: replacing the earlier demo's {database}.")
+    shutil.rmtree(folder, ignore_errors=True)
+    for leftover in (database, database.with_name(database.name + ".wal")):
+        leftover.unlink(missing_ok=True)
 
 
 class _sandbox:  # noqa: N801 - used as a context manager, like a function
@@ -129,7 +148,7 @@ def _print_summary(report: SyncReport, state_dir: Path) -> None:
     )
     for table in report.tables:
         print(f"  {table.table:<8} {table.rows:>10,} rows")
-    print(f"The data is in {state_dir / 'logfire_demo.duckdb'} (dataset logfire).")
+    print(f"The data is in {state_dir / (_PIPELINE + '.duckdb')} (dataset logfire).")
 
 
 def _print_sample(client: object) -> None:

@@ -82,27 +82,24 @@ def test_a_refused_token_exits_three_without_printing_it(
 
 
 def test_the_demo_syncs_the_sandbox_and_prints_a_sample_query(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "connector.cli",
-            "demo",
-            "--records",
-            "3000",
-            "--metrics",
-            "500",
-            "--state-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [sys.executable, "-m", "connector.cli", "demo", "--records", "3000"]
+    command += ["--metrics", "500", "--state-dir", str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
 
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "Spans per service, from DuckDB:" in done.stdout
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "Spans per service, from DuckDB:" in first.stdout
     assert (tmp_path / "logfire_demo.duckdb").is_file()
+    # A second demo serves new rows, and syncs them all rather than going on
+    # from the first one's watermark.
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Starting over" in again.stdout
+    synced = [
+        line.split()[1]
+        for line in (first.stdout + again.stdout).splitlines()
+        if line.startswith("Synced ")
+    ]
+    assert synced == ["3,500", "3,500"]
 
 
 def test_the_command_leaves_airflow_secrets_alone_unless_asked(
