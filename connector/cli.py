@@ -164,6 +164,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="backfill only the differing buckets, then verify again",
     )
+    verify.add_argument(
+        "--accept-filter-change",
+        action="store_true",
+        help="repair with filters other than the loaded rows' own (wider ones)",
+    )
     verify.set_defaults(command=_verify)
 
     status = commands.add_parser("status", help="watermarks and totals per table")
@@ -251,6 +256,8 @@ def _pipeline_options(args: argparse.Namespace) -> PipelineOptions:
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     """Options given on the command line; the rest come from dlt's config."""
     options: dict[str, Any] = {}
+    if getattr(args, "accept_filter_change", False):
+        options["accept_filter_change"] = True
     token = os.environ.get(TOKEN_VARIABLE)
     if token:
         options["read_token"] = token
@@ -297,8 +304,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.start:
         options["start"] = args.start
         _warn_if_start_ignored(pipeline)
-    if args.accept_filter_change:
-        options["accept_filter_change"] = True
     report = run_sync(
         pipeline, max_chunks=args.max_chunks, progress=_Progress(), **options
     )
@@ -309,8 +314,6 @@ def _run(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(_pipeline_options(args))
     options = _source_options(args)
-    if args.accept_filter_change:
-        options["accept_filter_change"] = True
     report = run_backfill(
         pipeline,
         args.start,

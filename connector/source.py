@@ -770,8 +770,8 @@ def _backfill_filters_differ(
         "it reads, so loaded rows that its filters leave out could be deleted "
         "and not loaded again. Backfill with the same filters as the sync. If "
         "the backfill's filters keep every row the sync's kept (they are wider), "
-        "pass accept_filter_change=true (`logfire-sync backfill "
-        "--accept-filter-change`)."
+        "pass accept_filter_change=true (`--accept-filter-change` to "
+        "`logfire-sync backfill`, or to `verify --repair`)."
     )
 
 

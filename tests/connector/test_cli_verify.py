@@ -153,6 +153,22 @@ def test_the_filters_given_decide_what_is_counted(
     assert "missing" not in out
 
 
+def test_a_repair_with_narrower_filters_needs_the_flag(
+    server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    narrower = ["--service", "api", "--bucket", "6h", "--repair"]
+    capsys.readouterr()
+    refused = main(["verify", *common(server, state), *RANGE, *narrower])
+    said = capsys.readouterr().err
+
+    code, out = verify(server, state, capsys, *narrower, "--accept-filter-change")
+
+    assert refused == 2
+    assert "verify --repair" in said
+    assert code == 7
+    assert "The repair read" in out
+
+
 def test_the_help_says_which_rows_are_counted(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
