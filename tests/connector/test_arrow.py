@@ -241,3 +241,21 @@ def test_columns_of_types_dlt_cannot_load_become_json_text() -> None:
         "sizes": ['[["a",1]]', None],
         "took": [1.5, None],
     }
+
+
+def test_json_that_strict_parsers_refuse_becomes_a_json_string() -> None:
+    refused = ['{"v": NaN}', "[Infinity]", '{"s": "\\ud800"}', '{"s": "\\uDBFF x"}']
+    kept = ['{"s": "\\ud83d\\ude00"}', '{"name": "NaNa", "n": "Infinity"}', "{}"]
+    column = pa.array([*refused, *kept, None])
+
+    shaped = as_json(column).to_pylist()
+
+    assert [json.loads(value) for value in shaped[: len(refused)]] == refused
+    assert shaped[len(refused) :] == [*kept, None]
+
+
+def test_refused_json_is_found_in_a_slice_of_a_page() -> None:
+    page = pa.array(['{"a": 1}', '{"v": NaN}', '{"b": 2}'])
+
+    assert as_json(page.slice(1, 1)).to_pylist() == ['"{\\"v\\": NaN}"']
+    assert as_json(page.slice(2)).to_pylist() == ['{"b": 2}']

@@ -163,3 +163,34 @@ def test_nul_characters_load_into_postgres_as_replacement_characters(
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "Column message holds NUL characters" in warned
     assert "Column attributes holds NUL characters" in warned
+
+
+def test_json_that_postgres_refuses_loads_as_json_strings(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    records = make_records(4, seed=9, start=START, end=NOW)
+    # Python's json module writes NaN, and a lone surrogate as an escape.
+    refused = ['{"v": NaN}', '{"v": -Infinity}', '{"s": "\\ud800"}']
+    attributes = [*refused, '{"s": "\\ud83d\\ude00 NaN"}']
+    messages = ["nan", "infinity", "surrogate", "fine"]
+    for name, values in (("message", messages), ("attributes", attributes)):
+        index = records.schema.get_field_index(name)
+        records = records.set_column(index, name, pa.array(values))
+    pipeline = _pipeline(tmp_path, postgres_url, "strict_json")
+
+    with sandbox(records, make_metrics(2, seed=10, start=START, end=NOW)) as server:
+        report = run_sync(
+            pipeline,
+            read_token=server.token,
+            base_url=server.url,
+            tables=["records"],
+            start=(START - timedelta(hours=1)).isoformat(),
+        )
+
+    assert report.rows == 4
+    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT message, attributes::text FROM strict_json.records")
+        by_message = {message: json.loads(text) for message, text in cursor}
+    for message, text in zip(messages, refused, strict=False):
+        assert by_message[message] == text
+    assert by_message["fine"] == {"s": "\U0001f600 NaN"}
