@@ -242,16 +242,12 @@ def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:
     (empty, or plain text that neither opens and closes like a document nor
     is a literal) are caught by their ends alone; with `parse`, the other
     values are parsed too, which also catches text such as
-    ``[worker-3] ready [ok]``.
+    ``[worker-3] ready [ok]``. Without, only the values that hold ``NaN``,
+    ``Infinity`` or an escaped lone surrogate are parsed.
     """
     shaped = pc.fill_null(_json_shaped(column), True)
-    candidates = pc.and_(shaped, pc.is_valid(column))
-    if not parse and _may_be_refused(column):
-        refused = pc.match_substring_regex(column, _REFUSED)
-        candidates = pc.and_(candidates, pc.fill_null(refused, False))
-    elif not parse:
-        candidates = None
-    if candidates is not None and pc.any(candidates).as_py():
+    candidates = _to_parse(column, shaped, parse=parse)
+    if candidates is not None:
         parsed = pa.array(
             [_parses(value) for value in column.filter(candidates).to_pylist()],
             pa.bool_(),
@@ -261,6 +257,21 @@ def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:
         return column
     mask = pc.invert(shaped)
     return pc.replace_with_mask(column, mask, _json_strings(column.filter(mask)))
+
+
+def _to_parse(column: pa.Array, shaped: pa.Array, *, parse: bool) -> pa.Array | None:
+    """Which JSON-shaped values to parse, or None for none.
+
+    With `parse`, all of them; otherwise those that hold what strict parsers
+    refuse, which are few.
+    """
+    candidates = pc.and_(shaped, pc.is_valid(column))
+    if not parse:
+        if not _may_be_refused(column):
+            return None
+        refused = pc.fill_null(pc.match_substring_regex(column, _REFUSED), False)
+        candidates = pc.and_(candidates, refused)
+    return candidates if pc.any(candidates).as_py() else None
 
 
 def _json_shaped(column: pa.Array) -> pa.Array:
@@ -293,6 +304,8 @@ def _may_be_refused(column: pa.Array) -> bool:
     column's bytes costs several times less than a regular expression over
     each value, and finds nothing in almost every page.
     """
+    if not len(column):
+        return False
     offsets = np.frombuffer(column.buffers()[1], np.int32)
     start = int(offsets[column.offset])
     end = int(offsets[column.offset + len(column)])

@@ -259,3 +259,5 @@ def test_refused_json_is_found_in_a_slice_of_a_page() -> None:
 
     assert as_json(page.slice(1, 1)).to_pylist() == ['"{\\"v\\": NaN}"']
     assert as_json(page.slice(2)).to_pylist() == ['{"b": 2}']
+    assert as_json(page.slice(3)).to_pylist() == []
+    assert as_json(pa.array([None, None], pa.string())).to_pylist() == [None, None]
