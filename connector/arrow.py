@@ -59,13 +59,13 @@ _JSON_LITERAL: Final = (
 )
 """A JSON number, ``true``, ``false`` or ``null``."""
 
-_REFUSED: Final = r"NaN|Infinity|\\u[dD][89abAB]"
+_REFUSED: Final = r"NaN|Infinity|\\u[dD][89a-fA-F]"
 """What strict parsers refuse in text that is otherwise JSON: see `as_json`."""
 
 _REFUSED_BYTES: Final = (
     (b"N", b"a", b"N"),
     (b"I", b"n", b"f", b"i", b"n", b"i", b"t", b"y"),
-    (b"\\", b"u", b"dD", b"89abAB"),
+    (b"\\", b"u", b"dD", b"89abcdefABCDEF"),
 )
 """The same, as the bytes each position may hold, for a first pass over pages."""
 
@@ -237,6 +237,7 @@ def _without_nul(column: pa.Array, *, json: bool) -> pa.Array:
 def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:
     """JSON text as it is, and any other text as a JSON string that holds it.
 
+    Text in other layouts (large strings, string views) comes back plain.
     Destinations parse a column loaded as JSON, and one malformed value fails
     the whole load, and every later run with it. Values that cannot be JSON
     (empty, or plain text that neither opens and closes like a document nor
@@ -245,6 +246,7 @@ def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:
     ``[worker-3] ready [ok]``. Without, only the values that hold ``NaN``,
     ``Infinity`` or an escaped lone surrogate are parsed.
     """
+    column = _plain(column)
     shaped = pc.fill_null(_json_shaped(column), True)
     candidates = _to_parse(column, shaped, parse=parse)
     if candidates is not None:
@@ -296,13 +298,14 @@ def _json_shaped(column: pa.Array) -> pa.Array:
 
 
 def _may_be_refused(column: pa.Array) -> bool:
-    """Whether any value may hold what strict JSON parsers refuse, by its bytes.
+    r"""Whether any value may hold what strict JSON parsers refuse, by its bytes.
 
     PostgreSQL refuses ``NaN`` and ``Infinity``, which Python's json module
-    writes, and PostgreSQL and DuckDB both refuse an escaped lone surrogate,
-    which the grammar of RFC 8259 allows. One vectorised pass over the
-    column's bytes costs several times less than a regular expression over
-    each value, and finds nothing in almost every page.
+    writes, and PostgreSQL and DuckDB both refuse an escaped lone surrogate
+    (``\ud800`` to ``\udfff`` without its other half), which the grammar of
+    RFC 8259 allows. One vectorised pass over the column's bytes costs several
+    times less than a regular expression over each value, and finds nothing in
+    almost every page.
     """
     if not len(column):
         return False

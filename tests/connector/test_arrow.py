@@ -245,6 +245,7 @@ def test_columns_of_types_dlt_cannot_load_become_json_text() -> None:
 
 def test_json_that_strict_parsers_refuse_becomes_a_json_string() -> None:
     refused = ['{"v": NaN}', "[Infinity]", '{"s": "\\ud800"}', '{"s": "\\uDBFF x"}']
+    refused += ['{"s": "\\udc00"}', '{"s": "\\uDFFF"}']
     kept = ['{"s": "\\ud83d\\ude00"}', '{"name": "NaNa", "n": "Infinity"}', "{}"]
     column = pa.array([*refused, *kept, None])
 
@@ -260,4 +261,6 @@ def test_refused_json_is_found_in_a_slice_of_a_page() -> None:
     assert as_json(page.slice(1, 1)).to_pylist() == ['"{\\"v\\": NaN}"']
     assert as_json(page.slice(2)).to_pylist() == ['{"b": 2}']
     assert as_json(page.slice(3)).to_pylist() == []
+    wide = pa.array(['{"a": 1}', '{"v": NaN}'], pa.large_string())
+    assert as_json(wide).to_pylist() == ['{"a": 1}', '"{\\"v\\": NaN}"']
     assert as_json(pa.array([None, None], pa.string())).to_pylist() == [None, None]

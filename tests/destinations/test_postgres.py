@@ -168,11 +168,12 @@ def test_nul_characters_load_into_postgres_as_replacement_characters(
 def test_json_that_postgres_refuses_loads_as_json_strings(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    records = make_records(4, seed=9, start=START, end=NOW)
+    records = make_records(5, seed=9, start=START, end=NOW)
     # Python's json module writes NaN, and a lone surrogate as an escape.
     refused = ['{"v": NaN}', '{"v": -Infinity}', '{"s": "\\ud800"}']
+    refused.append('{"s": "\\udc00"}')
     attributes = [*refused, '{"s": "\\ud83d\\ude00 NaN"}']
-    messages = ["nan", "infinity", "surrogate", "fine"]
+    messages = ["nan", "infinity", "high surrogate", "low surrogate", "fine"]
     for name, values in (("message", messages), ("attributes", attributes)):
         index = records.schema.get_field_index(name)
         records = records.set_column(index, name, pa.array(values))
@@ -187,7 +188,7 @@ def test_json_that_postgres_refuses_loads_as_json_strings(
             start=(START - timedelta(hours=1)).isoformat(),
         )
 
-    assert report.rows == 4
+    assert report.rows == 5
     with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT message, attributes::text FROM strict_json.records")
         by_message = {message: json.loads(text) for message, text in cursor}
