@@ -390,21 +390,19 @@ def _refuse_appended_copies(
     Appended rows replace nothing, and a backfill's event-time range and a
     sync's `created_at` windows overlap however they are chosen. So into a
     table that holds rows, a backfill is refused unless it goes on with one
-    that began into the empty table before any sync, and a sync is refused
-    once a backfill has loaded into it.
+    that began into the empty table before any sync, and a first sync is
+    refused once a backfill has loaded into it. A sync that was let through
+    holds the table from then on.
     """
     if options.get("write_disposition") != "append":
         return
     backfill = options.get("backfill")
     for name, resource in source.selected_resources.items():
         state = _resource_state(pipeline, name)
-        if backfill is None and not state.get("backfills"):
+        synced = "watermark" in state
+        if backfill is None and (synced or not state.get("backfills")):
             continue
-        if (
-            backfill is not None
-            and "watermark" not in state
-            and _resumes_backfill(state, *backfill)
-        ):
+        if backfill is not None and not synced and _resumes_backfill(state, *backfill):
             continue
         table = resource.compute_table_schema().get("name") or name
         if _holds_no_rows(pipeline, source.schema.name, table):

@@ -361,6 +361,8 @@ def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
     assert not first.caught_up
     assert not list(files.rglob("metrics/*.parquet"))
     run_sync(pipeline, tables=["metrics"], **options(server))
+    # The sync holds the table now, so the next ones go on as usual.
+    assert run_sync(pipeline, tables=["metrics"], **options(server)).caught_up
     loaded = sorted(files.rglob("*.parquet"))
 
     with pytest.raises(ConfigurationError, match="second copy"):
