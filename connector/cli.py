@@ -371,6 +371,10 @@ def _refuse_state_of_another_dataset(options: PipelineOptions) -> None:
         )
     except CannotRestorePipelineException:
         return
+    if not kept.state.get("sources"):
+        # Nothing synced yet: an earlier status made the state, and it holds no
+        # watermark to mistake.
+        return
     destination = str(kept.state.get("destination_type") or "").rsplit(".", 1)[-1]
     if (kept.dataset_name, destination) in {
         (options.dataset, options.destination),

@@ -52,9 +52,11 @@ def run_demo(*, records: int, metrics: int, seed: int, state_dir: Path) -> int:
     _start_over(state_dir)
     print(f"Starting the sandbox with {records:,} records and {metrics:,} metrics...")
     with _sandbox(records=records, metrics=metrics, seed=seed) as url:
-        pipeline = make_pipeline(
-            PipelineOptions(name=_PIPELINE, dataset="logfire", state_dir=state_dir)
+        # Its own file, whatever DuckDB the user's config names.
+        options = PipelineOptions(
+            name=_PIPELINE, state_dir=state_dir, database=_database(state_dir)
         )
+        pipeline = make_pipeline(options)
         report = run_sync(
             pipeline,
             read_token=DEMO_TOKEN,
@@ -74,13 +76,17 @@ def _start_over(state_dir: Path) -> None:
     would skip but for the last minutes.
     """
     folder = state_dir / "pipelines" / _PIPELINE
-    database = state_dir / f"{_PIPELINE}.duckdb"
+    database = _database(state_dir)
     if not folder.exists() and not database.exists():
         return
     print(f"Starting over: replacing the earlier demo's {database}.")
     shutil.rmtree(folder, ignore_errors=True)
     for leftover in (database, database.with_name(database.name + ".wal")):
         leftover.unlink(missing_ok=True)
+
+
+def _database(state_dir: Path) -> Path:
+    return state_dir / f"{_PIPELINE}.duckdb"
 
 
 class _sandbox:  # noqa: N801 - used as a context manager, like a function
@@ -148,7 +154,7 @@ def _print_summary(report: SyncReport, state_dir: Path) -> None:
     )
     for table in report.tables:
         print(f"  {table.table:<8} {table.rows:>10,} rows")
-    print(f"The data is in {state_dir / (_PIPELINE + '.duckdb')} (dataset logfire).")
+    print(f"The data is in {_database(state_dir)} (dataset logfire).")
 
 
 def _print_sample(client: object) -> None:

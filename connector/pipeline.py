@@ -33,12 +33,15 @@ class PipelineOptions:
         destination: A dlt destination name, such as ``duckdb``.
         dataset: The dataset (schema) the tables load into.
         state_dir: dlt's working folder for this machine.
+        database: The DuckDB file to load into, over any that dlt's config
+            names; None for dlt's config, or else a file in `state_dir`.
     """
 
     name: str = "logfire_sync"
     destination: str = "duckdb"
     dataset: str = "logfire"
     state_dir: Path = DEFAULT_STATE_DIR
+    database: Path | None = None
 
 
 def make_pipeline(options: PipelineOptions) -> dlt.Pipeline:
@@ -68,6 +71,8 @@ def make_pipeline(options: PipelineOptions) -> dlt.Pipeline:
 
 def _destination(options: PipelineOptions) -> TDestinationReferenceArg:
     """The destination, with the DuckDB file under the state folder by default."""
+    if options.destination == "duckdb" and options.database is not None:
+        return dlt.destinations.duckdb(str(options.database.resolve()))
     if options.destination != "duckdb" or _duckdb_configured():
         return _known_destination(options.destination)
     if options.name == options.dataset:

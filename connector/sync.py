@@ -690,10 +690,15 @@ def missing_destination_config(
 
 
 def _missing_keys(error: ConfigFieldMissingException, field: str) -> list[str]:
-    """The dotted keys missing under `field`: itself, or its unset parts."""
+    """The dotted keys missing under `field`: itself, or the parts left unset.
+
+    Only a field given in part, such as credentials as a URL without its
+    password, is named by its parts; one not given at all is named whole.
+    """
     parts = [
         f"{field}.{part}"
         for trace in error.traces.get(field, ())
+        if getattr(trace, "resolved_fields_set", None)
         for part in getattr(trace, "traces", {})
     ]
     return parts or [field]

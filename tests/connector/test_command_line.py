@@ -84,12 +84,20 @@ def test_a_refused_token_exits_three_without_printing_it(
 def test_the_demo_syncs_the_sandbox_and_prints_a_sample_query(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "connector.cli", "demo", "--records", "3000"]
     command += ["--metrics", "500", "--state-dir", str(tmp_path)]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # The demo keeps to its own file, whatever DuckDB the user's config names.
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    env = {**os.environ, "DESTINATION__DUCKDB__CREDENTIALS": str(elsewhere)}
+    first = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=env
+    )
+    again = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=env
+    )
 
     assert first.returncode == 0, first.stderr[-2000:]
     assert "Spans per service, from DuckDB:" in first.stdout
     assert (tmp_path / "logfire_demo.duckdb").is_file()
+    assert not elsewhere.exists()
     # A second demo serves new rows, and syncs them all rather than going on
     # from the first one's watermark.
     assert again.returncode == 0, again.stderr[-2000:]
@@ -179,3 +187,15 @@ def test_status_refuses_the_local_state_of_another_dataset(
     assert "watermark" not in said.out
     assert here == 0
     assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["table", "watermark"]
+
+
+def test_status_of_another_dataset_before_any_sync_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--state-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+
+    code = main(["status", "--state-dir", str(tmp_path), "--dataset", "other"])
+
+    assert code == 0
+    assert "has synced nothing yet" in capsys.readouterr().out
