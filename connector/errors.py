@@ -15,6 +15,7 @@ Each class tells the caller what to do about it::
 
 Errors that come from an HTTP response carry its ``status_code``; the others
 have ``status_code = None``. The message always includes what the server said.
+:func:`causes` walks the errors behind one, as dlt wraps what fails in its steps.
 """
 
 from __future__ import annotations
