@@ -267,10 +267,10 @@ def _to_parse(column: pa.Array, shaped: pa.Array, *, parse: bool) -> pa.Array | 
     With `parse`, all of them; otherwise those that hold what strict parsers
     refuse, which are few.
     """
+    if not parse and not _may_be_refused(column):
+        return None
     candidates = pc.and_(shaped, pc.is_valid(column))
     if not parse:
-        if not _may_be_refused(column):
-            return None
         refused = pc.fill_null(pc.match_substring_regex(column, _REFUSED), False)
         candidates = pc.and_(candidates, refused)
     return candidates if pc.any(candidates).as_py() else None
