@@ -45,6 +45,7 @@ from connector.errors import (
     QueryError,
     RateLimitedError,
     TransientError,
+    causes,
 )
 from connector.retry import RetryPolicy
 from connector.tokens import REGION_BASE_URLS, ReadToken
@@ -1077,13 +1078,8 @@ def _certificate_failed(exc: BaseException) -> bool:
 
     httpx reports it as a connection error, which no retry can fix.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes(exc)):
+        return True
     return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -292,19 +293,25 @@ def files_pipeline(tmp_path: Path, name: str) -> tuple[dlt.Pipeline, Path]:
     return pipeline, files
 
 
+@contextlib.contextmanager
+def refused_untouched(server: SandboxServer, files: Path, match: str) -> Iterator[None]:
+    """The block must be refused before any request, its files left as they were."""
+    loaded = sorted(files.rglob("*.parquet"))
+    queries = server.counters.snapshot()["queries"]
+    with pytest.raises(ConfigurationError, match=match):
+        yield
+    assert server.counters.snapshot()["queries"] == queries
+    assert sorted(files.rglob("*.parquet")) == loaded
+
+
 def test_a_backfill_that_would_append_copies_is_refused_before_any_request(
     server: SandboxServer, tmp_path: Path
 ) -> None:
     pipeline, files = files_pipeline(tmp_path, "appends")
     run_sync(pipeline, **options(server))
-    loaded = sorted(files.rglob("*.parquet"))
-    queries = server.counters.snapshot()["queries"]
 
-    with pytest.raises(ConfigurationError, match="second copy"):
+    with refused_untouched(server, files, "second copy"):
         run_backfill(pipeline, FROM, HORIZON, **options(server))
-
-    assert server.counters.snapshot()["queries"] == queries
-    assert sorted(files.rglob("*.parquet")) == loaded
 
 
 def test_a_backfill_into_a_fresh_append_only_dataset_loads_once(
@@ -333,14 +340,9 @@ def test_a_sync_after_a_backfill_into_an_append_only_dataset_is_refused(
 ) -> None:
     pipeline, files = files_pipeline(tmp_path, "backfilled")
     run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
-    loaded = sorted(files.rglob("*.parquet"))
-    queries = server.counters.snapshot()["queries"]
 
-    with pytest.raises(ConfigurationError, match="a backfill of this pipeline"):
+    with refused_untouched(server, files, "a backfill of this pipeline"):
         run_sync(pipeline, tables=["metrics"], **options(server))
-
-    assert server.counters.snapshot()["queries"] == queries
-    assert sorted(files.rglob("*.parquet")) == loaded
 
 
 def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
@@ -363,12 +365,9 @@ def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
     run_sync(pipeline, tables=["metrics"], **options(server))
     # The sync holds the table now, so the next ones go on as usual.
     assert run_sync(pipeline, tables=["metrics"], **options(server)).caught_up
-    loaded = sorted(files.rglob("*.parquet"))
 
-    with pytest.raises(ConfigurationError, match="second copy"):
+    with refused_untouched(server, files, "second copy"):
         run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
-
-    assert sorted(files.rglob("*.parquet")) == loaded
 
 
 def test_a_relative_state_folder_follows_the_project_when_it_moves(

@@ -6,13 +6,14 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dlt
 import psycopg2
 import pyarrow as pa
 import pytest
 
-from connector.sync import run_backfill, run_sync
+from connector.sync import SyncReport, run_backfill, run_sync
 from tests.connector.synchelp import (
     NOW,
     assert_same_rows,
@@ -136,24 +137,38 @@ def test_a_backfill_into_postgres_merges_without_duplicates(
     )
 
 
-def test_nul_characters_load_into_postgres_as_replacement_characters(
-    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    records = make_records(4, seed=7, start=START, end=NOW)
-    messages = ["a\x00b", "plain", "c", "d"]
-    attributes = [json.dumps({"k": "x\x00y"}), "{}", "{}", "{}"]
+def _sync_records_of(
+    pipeline: dlt.Pipeline,
+    messages: list[str],
+    attributes: list[str],
+    *,
+    seed: int,
+    **options: Any,
+) -> SyncReport:
+    """Sync records holding these messages and attributes, and two metrics."""
+    records = make_records(len(messages), seed=seed, start=START, end=NOW)
     for name, values in (("message", messages), ("attributes", attributes)):
         index = records.schema.get_field_index(name)
         records = records.set_column(index, name, pa.array(values))
-    pipeline = _pipeline(tmp_path, postgres_url, "nul_chars")
-
-    with sandbox(records, make_metrics(2, seed=8, start=START, end=NOW)) as server:
-        report = run_sync(
+    metrics = make_metrics(2, seed=seed + 1, start=START, end=NOW)
+    with sandbox(records, metrics) as server:
+        return run_sync(
             pipeline,
             read_token=server.token,
             base_url=server.url,
             start=(START - timedelta(hours=1)).isoformat(),
+            **options,
         )
+
+
+def test_nul_characters_load_into_postgres_as_replacement_characters(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = ["a\x00b", "plain", "c", "d"]
+    attributes = [json.dumps({"k": "x\x00y"}), "{}", "{}", "{}"]
+    pipeline = _pipeline(tmp_path, postgres_url, "nul_chars")
+
+    report = _sync_records_of(pipeline, messages, attributes, seed=7)
 
     assert report.rows == 6
     loaded = _table(postgres_url, "nul_chars", "records").to_pydict()
@@ -168,25 +183,16 @@ def test_nul_characters_load_into_postgres_as_replacement_characters(
 def test_json_that_postgres_refuses_loads_as_json_strings(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    records = make_records(5, seed=9, start=START, end=NOW)
     # Python's json module writes NaN, and a lone surrogate as an escape.
     refused = ['{"v": NaN}', '{"v": -Infinity}', '{"s": "\\ud800"}']
     refused.append('{"s": "\\udc00"}')
     attributes = [*refused, '{"s": "\\ud83d\\ude00 NaN"}']
     messages = ["nan", "infinity", "high surrogate", "low surrogate", "fine"]
-    for name, values in (("message", messages), ("attributes", attributes)):
-        index = records.schema.get_field_index(name)
-        records = records.set_column(index, name, pa.array(values))
     pipeline = _pipeline(tmp_path, postgres_url, "strict_json")
 
-    with sandbox(records, make_metrics(2, seed=10, start=START, end=NOW)) as server:
-        report = run_sync(
-            pipeline,
-            read_token=server.token,
-            base_url=server.url,
-            tables=["records"],
-            start=(START - timedelta(hours=1)).isoformat(),
-        )
+    report = _sync_records_of(
+        pipeline, messages, attributes, seed=9, tables=["records"]
+    )
 
     assert report.rows == 5
     with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
