@@ -207,7 +207,8 @@ def run_fetch(spec: Spec) -> Figures:
         state: dict[str, Any] = {}
         # One chunk after another up to the horizon, as run_sync reads them.
         while lo < horizon:
-            hi = min(horizon, lo + settings.chunk)
+            span = settings.chunk_span(by_rows=True)
+            hi = horizon if span is None else min(horizon, lo + span)
             planner = _planner(
                 settings, lo, hi, state, settings.max_width, chunked=True
             )

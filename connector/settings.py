@@ -117,7 +117,7 @@ class Settings:
     timeout: float
     max_attempts: int
     max_retry_seconds: float
-    chunk: timedelta
+    chunk: timedelta | None
     chunk_rows: int
     backfill: tuple[datetime, datetime] | None
     write_disposition: WriteDisposition
@@ -131,6 +131,18 @@ class Settings:
     def max_width(self) -> timedelta:
         """The widest `created_at` window that fits the 14-day scan limit."""
         return max_created_at_width(self.lateness_back, self.lateness_ahead)
+
+    def chunk_span(self, *, by_rows: bool) -> timedelta | None:
+        """The most time one run of a resource reads; None for no limit.
+
+        A `chunk` given is kept to. Left unset, a plain ``pipeline.run`` reads
+        at most a day, and run_sync's chunks, which end by `chunk_rows`, by
+        rows alone: a day's end would cut a chunk short, and the rows after
+        it would then cost a load of their own.
+        """
+        if self.chunk is not None:
+            return self.chunk
+        return None if by_rows else cast(timedelta, DEFAULTS["chunk"])
 
 
 def build_settings(
@@ -193,7 +205,7 @@ def build_settings(
         timeout=_seconds(timeout, "timeout"),
         max_attempts=_integer(max_attempts, "max_attempts", 1, 100),
         max_retry_seconds=_seconds(max_retry_seconds, "max_retry_seconds"),
-        chunk=_duration(chunk, "chunk", positive=True),
+        chunk=None if chunk is None else _duration(chunk, "chunk", positive=True),
         chunk_rows=_integer(chunk_rows, "chunk_rows", 1, 100_000_000),
         backfill=_backfill(backfill),
         write_disposition=_write_disposition(write_disposition),

@@ -201,8 +201,10 @@ def logfire_source(
         timeout: Seconds to wait for each read from the service [120].
         max_attempts: Attempts per request before giving up [8].
         max_retry_seconds: The time budget for retrying a request [300].
-        chunk: The most `created_at` time one run reads [1 day], so a long
-            backfill of history is committed piece by piece.
+        chunk: The most `created_at` time one run reads [1 day for a plain
+            ``pipeline.run``, so a long backfill of history is committed
+            piece by piece; no limit under :func:`connector.run_sync`, whose
+            chunks end by `chunk_rows`].
         chunk_rows: Under :func:`connector.run_sync`, a run ends at the
             first window boundary where one more window of the size windows
             aim at would take it past this many rows [200,000, so a run loads
@@ -452,7 +454,7 @@ class _TableSync:
             state["watermark"] = _iso(watermark)
 
         reading = self._resume("watermark", watermark)
-        end = min(horizon, watermark + settings.chunk)
+        end = _capped(horizon, watermark, settings.chunk_span(by_rows=self._chunked))
         if reading is None and end > watermark:
             planner = _planner(
                 settings,
@@ -509,7 +511,8 @@ class _TableSync:
         assert settings.backfill is not None
         done_until = _stored_instant(progress, "done_until")
         assert done_until is not None
-        end = min(settings.backfill[1], done_until + settings.chunk)
+        span = settings.chunk_span(by_rows=self._chunked)
+        end = _capped(settings.backfill[1], done_until, span)
         if done_until == settings.backfill[0]:
             self._warn_if_beyond_retention(done_until, now, "the backfill")
 
@@ -651,6 +654,11 @@ class _TableSync:
                 start.isoformat(),
                 now.isoformat(),
             )
+
+
+def _capped(end: datetime, start: datetime, span: timedelta | None) -> datetime:
+    """`end`, or `span` after `start` if that comes first."""
+    return end if span is None else min(end, start + span)
 
 
 def _first_sync() -> timedelta:
@@ -1123,7 +1131,7 @@ class _QuerySync:
                 watermark = settings.start or now - _first_sync()
                 state["watermark"] = _iso(watermark)
 
-            end = min(horizon, watermark + settings.chunk)
+            end = _capped(horizon, watermark, settings.chunk_span(by_rows=False))
             if end > watermark:
                 planner = _planner(settings, watermark, end, state, settings.max_width)
 

@@ -69,7 +69,7 @@ def test_the_report_counts_rows_windows_and_requests(
     report = run_sync(dest.pipeline, progress=events.append, **options(server))
 
     assert report.caught_up
-    assert report.chunks == 2
+    assert report.chunks == 1
     assert (
         report.rows
         == visible(server, "records").num_rows + visible(server, "metrics").num_rows
@@ -80,6 +80,21 @@ def test_the_report_counts_rows_windows_and_requests(
     assert all(table.requests >= table.windows + 1 for table in report.tables)
     assert {table.watermark for table in report.tables} == {HORIZON}
     assert report.rows_per_second > 0
+
+
+def test_chunks_end_by_rows_alone_unless_a_chunk_span_is_given(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # 30 hours of few rows: a day's end cut them into two chunks before.
+    default = run_sync(destination(tmp_path / "default").pipeline, **options(server))
+    spans = run_sync(
+        destination(tmp_path / "spans").pipeline, **options(server, chunk="12h")
+    )
+
+    assert default.chunks == 1
+    assert spans.chunks == 3
+    assert default.rows == spans.rows
+    assert {table.watermark for table in default.tables + spans.tables} == {HORIZON}
 
 
 def test_read_status_reports_watermarks_and_lag(
