@@ -129,7 +129,7 @@ class Settings:
 
     @property
     def max_width(self) -> timedelta:
-        """The widest `created_at` window that fits the 14-day scan limit."""
+        """The widest `created_at` window whose scan fits the 13 days allowed."""
         return max_created_at_width(self.lateness_back, self.lateness_ahead)
 
     def chunk_span(self, *, by_rows: bool) -> timedelta | None:
@@ -605,7 +605,8 @@ def _check_together(settings: Settings) -> None:
     if settings.initial_window > settings.max_width:
         raise ConfigurationError(
             f"initial_window = {settings.initial_window} is wider than a window "
-            "may be: one query scans at most 14 days, and each window's scan "
+            "may be: one query scans at most 13 days (within Logfire's 14, "
+            "counted in time or in calendar dates), and each window's scan "
             f"adds lateness_back ({settings.lateness_back}) and lateness_ahead "
             f"({settings.lateness_ahead}) to it. Choose at most "
             f"{settings.max_width}, such as '1d'; later windows widen by "

@@ -226,7 +226,8 @@ def run_verify(
             DuckDB, MotherDuck, filesystem and PostgreSQL destinations work.
         start: The first event time to count; timezone-aware.
         end: The end of the range, excluded. A range of any length works: it
-            is counted in pieces within the 14-day limit of one query.
+            is counted in pieces of at most 13 days, within the 14-day limit
+            of one query.
         bucket: The width of a bucket [1 h], a whole number of seconds.
         **options: The options of :func:`connector.logfire_source` that
             the sync used; those left out come from dlt's config. The filters

@@ -29,8 +29,13 @@ __all__ = [
     "max_event_time_width",
 ]
 
-MAX_SCAN: Final = timedelta(days=14)
-"""The widest time range one query may scan (`max_timestamp - min_timestamp`)."""
+MAX_SCAN: Final = timedelta(days=13)
+"""The widest time range one query scans (`max_timestamp - min_timestamp`).
+
+Logfire is reported to refuse a query that scans more than 14 days. Whether it
+counts time or the calendar dates a scan touches is not known: 13 days touch
+at most 14 dates, so scans keep within either reading.
+"""
 
 BOUND_MARGIN: Final = timedelta(seconds=1)
 """Slack on each side of a scan, as the bounds' inclusiveness is undocumented."""
@@ -65,7 +70,7 @@ class Window:
 def max_created_at_width(
     lateness_back: timedelta, lateness_ahead: timedelta
 ) -> timedelta:
-    """The widest `created_at` window whose scan stays within 14 days.
+    """The widest `created_at` window whose scan stays within `MAX_SCAN`.
 
     Raises:
         ConfigurationError: If the lateness bounds leave no room for a window.
@@ -74,9 +79,10 @@ def max_created_at_width(
     if width < MIN_WIDTH:
         raise ConfigurationError(
             f"lateness_back ({lateness_back}) plus lateness_ahead "
-            f"({lateness_ahead}) leave no room for a window within the 14-day "
-            "limit on one query's scan. Lower them so that they add up to less "
-            "than 14 days."
+            f"({lateness_ahead}) leave no room for a window within the 13 days "
+            "one query scans (Logfire refuses more than 14 days, which it may "
+            "count in calendar dates). Lower them so that they add up to less "
+            "than 13 days."
         )
     return width
 

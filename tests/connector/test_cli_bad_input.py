@@ -364,10 +364,10 @@ def test_a_first_window_wider_than_one_scan_exits_2(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["run", *common(server, state), "--window", "15d"]
-    refused(capsys, state, argv, 2, "at most 14 days", "Choose at most 12 days")
+    refused(capsys, state, argv, 2, "at most 13 days", "Choose at most 11 days")
 
 
-def test_a_backfill_wider_than_14_days_is_read_in_scans_of_at_most_14_days(
+def test_a_backfill_wider_than_14_days_is_read_in_scans_of_at_most_13_days(
     server: SandboxServer,
     state: Path,
     engine: RecordingEngine,
@@ -385,7 +385,8 @@ def test_a_backfill_wider_than_14_days_is_read_in_scans_of_at_most_14_days(
         if request.max_timestamp is not None
     ]
     assert scans
-    assert max(scans) <= timedelta(days=14)
+    # 13 days touch at most 14 calendar dates, if the limit counts those.
+    assert max(scans) <= timedelta(days=13)
     assert Snapshot.of(state).rows == before.rows
 
 
