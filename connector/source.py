@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -66,6 +66,7 @@ __all__ = [
     "WindowLoaded",
     "logfire_source",
     "logfire_sql_resource",
+    "refuse_another_target",
     "table_filters",
 ]
 
@@ -344,6 +345,55 @@ def _stored_instant(state: dict[str, Any], key: str) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+def _pipeline_target(pipeline: dlt.Pipeline) -> dict[str, str] | None:
+    """The destination and dataset that `pipeline` loads; None without one."""
+    if pipeline.destination is None:
+        return None
+    return {
+        "destination": str(pipeline.destination.destination_name),
+        "dataset": str(pipeline.dataset_name),
+    }
+
+
+def refuse_another_target(
+    state: Mapping[str, Any], table: str, pipeline: dlt.Pipeline
+) -> None:
+    """Refuse to go on from a watermark that another target's loads moved.
+
+    dlt keeps one local state per pipeline name, whatever the destination and
+    dataset it is run with: a run into another would take up the watermark
+    where the last one left it, and skip the rows before it.
+
+    Raises:
+        ConfigurationError: If `state` belongs to another destination or
+            dataset than the pipeline's.
+    """
+    kept = state.get("target")
+    target = _pipeline_target(pipeline)
+    if not isinstance(kept, dict) or target is None or kept == target:
+        return
+    theirs = f"the dataset {kept.get('dataset')} in {kept.get('destination')}"
+    ours = f"{target['dataset']} in {target['destination']}"
+    raise ConfigurationError(
+        f"The state of {table} in the pipeline {pipeline.pipeline_name} is that "
+        f"of {theirs}, not of {ours}: going on from its watermark would skip "
+        f"the rows before it in {ours}. Give each destination and dataset a "
+        "pipeline name of its own (--pipeline, or the name given to "
+        f"dlt.pipeline). To go on from the state that {ours} holds, delete "
+        f"{pipeline.working_dir} first: the next run then restores the state "
+        "from there, or starts afresh if there is none."
+    )
+
+
+def _claim_target(state: dict[str, Any], table: str) -> None:
+    """Tie `state` to the running pipeline's target, or refuse another's."""
+    pipeline = dlt.current.pipeline()
+    refuse_another_target(state, table, pipeline)
+    target = _pipeline_target(pipeline)
+    if target is not None:
+        state["target"] = target
+
+
 def _stored_width(state: dict[str, Any], default: timedelta) -> timedelta:
     """The window width the last run ended with, or `default`."""
     seconds = state.get("window_seconds")
@@ -373,6 +423,7 @@ class _TableSync:
     def run(self) -> Iterator[pa.RecordBatch]:
         """Read what this run should read, keeping the state up to date."""
         state: dict[str, Any] = dlt.current.resource_state()
+        _claim_target(state, self.spec.name)
         started = time.monotonic()
         mark = "watermark" if self.settings.backfill is None else "done_until"
         if self.settings.backfill is None:
@@ -1120,6 +1171,7 @@ class _QuerySync:
     def run(self, *, accept_query_change: bool = False) -> Iterator[pa.RecordBatch]:
         """Read the cursor's new windows up to the horizon, one chunk."""
         state: dict[str, Any] = dlt.current.resource_state()
+        _claim_target(state, self.query.name)
         self._check_query(state, accept_query_change)
         started = time.monotonic()
         settings = self.settings

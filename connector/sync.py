@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +46,13 @@ from connector.errors import (
 )
 from connector.readahead import ReadAhead
 from connector.settings import parse_instant, unreadable_config
-from connector.source import Progress, TableSynced, WindowLoaded, logfire_source
+from connector.source import (
+    Progress,
+    TableSynced,
+    WindowLoaded,
+    logfire_source,
+    refuse_another_target,
+)
 
 __all__ = [
     "SyncReport",
@@ -350,6 +356,7 @@ def _run(
     tally = _Tally(progress)
     read_ahead = ReadAhead()
     source = _make_source(options, tally, read_ahead)
+    refuse_other_targets(pipeline, source.selected_resources)
     _refuse_appended_copies(pipeline, source, options)
     started = time.monotonic()
     _finish_pending(pipeline)
@@ -429,6 +436,16 @@ def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:
         "dataset_name), or load into a destination that merges, such as DuckDB "
         "or PostgreSQL."
     )
+
+
+def refuse_other_targets(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None:
+    """Refuse watermarks that runs into another destination or dataset moved.
+
+    Raises:
+        ConfigurationError: If a table's state belongs to another target.
+    """
+    for name in tables:
+        refuse_another_target(_resource_state(pipeline, name), name, pipeline)
 
 
 def _resource_state(pipeline: dlt.Pipeline, resource: str) -> dict[str, Any]:

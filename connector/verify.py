@@ -47,6 +47,7 @@ from connector.sync import (
     destination_kind,
     missing_destination_config,
     read_status,
+    refuse_other_targets,
     run_backfill,
 )
 from connector.tables import EPOCH_LITERAL, TABLES, TableName, TableSpec
@@ -245,6 +246,7 @@ def run_verify(
     first, last = _range(start, end)
     stride = _bucket(bucket)
     settings = _settings(options)
+    refuse_other_targets(pipeline, settings.tables)
     index_sql = _index_sql(pipeline)
     watermarks = {status.table: status.watermark for status in read_status(pipeline)}
 

@@ -360,6 +360,19 @@ def test_a_start_after_its_end_exits_2(
     refused(capsys, state, argv, 2, "is not before its end", "earlier instant")
 
 
+@pytest.mark.parametrize("command", ["run", "backfill", "verify"])
+def test_another_dataset_under_the_same_pipeline_exits_2(
+    server: SandboxServer,
+    state: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    argv = [command, *common(server, state), "--dataset", "elsewhere"]
+    argv += RANGE if command != "run" else []
+    fixes = ["not of elsewhere in duckdb", "Give each destination and dataset"]
+    refused(capsys, state, argv, 2, *fixes)
+
+
 def test_a_first_window_wider_than_one_scan_exits_2(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -589,7 +602,8 @@ def test_a_start_older_than_retention_warns_on_stderr_and_proceeds(
     assert "probably past retention" in done.stderr
     # Few rows: the one chunk reaches the end, 40 days of windows later.
     loaded = re.search(r"The backfill loaded ([\d,]+) rows", done.stdout)
-    assert loaded is not None and int(loaded[1].replace(",", "")) > 0
+    assert loaded is not None
+    assert int(loaded[1].replace(",", "")) > 0
     assert "; caught up." in done.stdout
     assert TOKEN not in done.stdout + done.stderr
 

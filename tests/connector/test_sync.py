@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 from synchelp import (
     NOW,
     TS,
@@ -30,10 +32,11 @@ from synchelp import (
     sandbox,
 )
 
-from connector import TableSynced, WindowLoaded
-from connector.errors import ConfigurationError, PipelineBusyError
+from connector import TableSynced, WindowLoaded, logfire_source
+from connector.errors import ConfigurationError, PipelineBusyError, causes
 from connector.pipeline import PipelineOptions, make_pipeline
 from connector.sync import read_status, run_backfill, run_sync
+from connector.verify import run_verify
 from sandbox.server import SandboxServer
 
 HORIZON = NOW - timedelta(minutes=5)
@@ -413,3 +416,82 @@ def _loads(database: Path) -> int:
         found = connection.execute("SELECT count(*) FROM logfire._dlt_loads").fetchone()
     assert found is not None
     return int(found[0])
+
+
+def _into(tmp_path: Path, dataset: str) -> dlt.Pipeline:
+    """One pipeline name and folder, loading into `dataset` of one DuckDB file."""
+    return dlt.pipeline(
+        pipeline_name="switching",
+        destination=dlt.destinations.duckdb(str(tmp_path / "switching.duckdb")),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name=dataset,
+    )
+
+
+def _datasets(tmp_path: Path) -> set[str]:
+    with duckdb.connect(str(tmp_path / "switching.duckdb"), read_only=True) as db:
+        rows = db.execute("SELECT schema_name FROM information_schema.schemata")
+        return {str(row[0]) for row in rows.fetchall()}
+
+
+def _counts(tmp_path: Path, dataset: str) -> list[int]:
+    with duckdb.connect(str(tmp_path / "switching.duckdb"), read_only=True) as db:
+        return [
+            int(db.execute(f"SELECT count(*) FROM {dataset}.{name}").fetchall()[0][0])
+            for name in TABLES_SYNCED
+        ]
+
+
+def test_runs_into_another_dataset_are_refused_before_any_request(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    run_sync(_into(tmp_path, "first"), **options(server))
+    queries = server.counters.snapshot()["queries"]
+    other = _into(tmp_path, "other")
+    match = "that of the dataset first in duckdb, not of other in duckdb"
+
+    with pytest.raises(ConfigurationError, match=match):
+        run_sync(other, **options(server))
+    with pytest.raises(ConfigurationError, match=match):
+        run_backfill(other, FROM, HORIZON, **options(server))
+    with pytest.raises(ConfigurationError, match=match):
+        run_verify(other, FROM, HORIZON, **options(server))
+
+    assert server.counters.snapshot()["queries"] == queries
+    assert "other" not in _datasets(tmp_path)
+
+
+def test_a_plain_run_back_into_a_dataset_that_another_moved_past_is_refused(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    first = _into(tmp_path, "first")
+    first.run(logfire_source(**options(server, chunk="27h")))
+    loaded = _counts(tmp_path, "first")
+    # Into a dataset that does not exist yet, dlt itself starts afresh.
+    _into(tmp_path, "other").run(logfire_source(**options(server)))
+
+    with pytest.raises(PipelineStepFailed) as plain:
+        _into(tmp_path, "first").run(logfire_source(**options(server)))
+
+    refusal = [
+        error for error in causes(plain.value) if type(error) is ConfigurationError
+    ]
+    assert refusal
+    assert "not of first in duckdb" in str(refusal[0])
+    assert _counts(tmp_path, "first") == loaded
+
+
+def test_a_pipeline_whose_folder_is_gone_starts_afresh_in_another_dataset(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    run_sync(_into(tmp_path, "first"), **options(server))
+    shutil.rmtree(_into(tmp_path, "other").working_dir)
+
+    report = run_sync(_into(tmp_path, "other"), **options(server))
+
+    assert report.rows == sum(visible(server, name).num_rows for name in TABLES_SYNCED)
+    with pytest.raises(ConfigurationError, match="not of first in duckdb"):
+        run_sync(_into(tmp_path, "first"), **options(server))
+
+
+TABLES_SYNCED = ("records", "metrics")
