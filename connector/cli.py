@@ -233,7 +233,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="keep only this deployment environment; '' for none (repeatable)",
     )
     parser.add_argument(
-        "--span-name", action="append", help="records: keep only this span name"
+        "--span-name",
+        action="append",
+        help="records: keep only this span name (repeatable)",
     )
     parser.add_argument(
         "--min-level", help="records: lowest level kept, such as warn or 13"
@@ -528,6 +530,9 @@ def _report_failure(error: Exception) -> int:
     code, advice = _classify(error)
     message = _scrub(str(error) or type(error).__name__)
     print(f"logfire-sync: {message}", file=sys.stderr)
+    # Notes say what the error alone does not, such as how long retries went on.
+    for note in getattr(error, "__notes__", ()):
+        print(f"logfire-sync: {_scrub(str(note))}", file=sys.stderr)
     if advice:
         print(f"logfire-sync: {advice}", file=sys.stderr)
     logger.debug("Failure detail", exc_info=error)

@@ -165,5 +165,6 @@ def test_the_command_line_exits_with_5_and_says_nothing_moved(
     said = capsys.readouterr().err
     assert code == cli.EXIT_RETRY_LATER
     assert "HTTP 503" in said
+    assert f"logfire-sync: Gave up after {ATTEMPTS} attempts in " in said
     assert "Nothing past the last committed chunk moved." in said
     assert cli.main(arguments) == cli.EXIT_OK
