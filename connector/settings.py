@@ -126,6 +126,7 @@ class Settings:
     max_requests_per_minute: int | None = None
     accept_filter_change: bool = False
     replace_nul: bool = False
+    warn_empty_text: bool = False
 
     @property
     def max_width(self) -> timedelta:
@@ -176,6 +177,7 @@ def build_settings(
     max_requests_per_minute: object = None,
     accept_filter_change: object = None,
     replace_nul: object = None,
+    warn_empty_text: object = None,
 ) -> Settings:
     """Check and convert the options of a sync; None means the default.
 
@@ -218,6 +220,7 @@ def build_settings(
             accept_filter_change, "accept_filter_change", default=False
         ),
         replace_nul=_flag(replace_nul, "replace_nul", default=False),
+        warn_empty_text=_flag(warn_empty_text, "warn_empty_text", default=False),
     )
     _check_together(settings)
     return settings

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.extract import DltResource
 
@@ -158,6 +159,7 @@ def logfire_source(
     max_requests_per_minute: int | None = None,
     accept_filter_change: bool | None = None,
     replace_nul: bool | None = None,
+    warn_empty_text: bool | None = None,
     progress: Progress | None = None,
     read_ahead: ReadAhead | None = None,
 ) -> list[DltResource]:
@@ -234,6 +236,9 @@ def logfire_source(
         replace_nul: Load each NUL character in text as U+FFFD, with a warning
             [false; run_sync turns it on for PostgreSQL, which stores no NUL
             and would refuse the whole load].
+        warn_empty_text: Warn, once for each column, of empty strings in
+            text [false; run_sync turns it on for PostgreSQL, whose loader
+            stores them as NULL].
         progress: Called with a :class:`WindowLoaded` after every window and a
             :class:`TableSynced` after every table.
         read_ahead: Where run_sync keeps what is read on between runs.
@@ -274,6 +279,7 @@ def logfire_source(
         max_requests_per_minute=max_requests_per_minute,
         accept_filter_change=accept_filter_change,
         replace_nul=replace_nul,
+        warn_empty_text=warn_empty_text,
     )
     return [
         _table_resource(TABLES[name], settings, progress, read_ahead)
@@ -1336,6 +1342,7 @@ def _open_reading(
     json_like = json_columns | (frozenset() if spec is None else spec.list_columns)
     types = None if spec is None else loaded_types(spec)
     warned: set[str] = set()
+    emptied: set[str] = set()
     client = _make_client(settings)
     stats = WindowStats()
 
@@ -1352,6 +1359,8 @@ def _open_reading(
         shaped = (prepare_batch(batch, json_columns, loose, types) for batch in pages)
         if settings.replace_nul:
             shaped = (_nul_free(batch, window, json_like, warned) for batch in shaped)
+        if settings.warn_empty_text:
+            shaped = (_noting_empty_text(batch, window, emptied) for batch in shaped)
         yield from _regrouped(shaped, settings.page_size)
 
     items = read_windows(planner, read, concurrency=settings.concurrency)
@@ -1376,6 +1385,29 @@ def _nul_free(
                 window,
             )
     return cleaned
+
+
+def _noting_empty_text(
+    batch: pa.RecordBatch, window: Window, warned: set[str]
+) -> pa.RecordBatch:
+    """`batch` as it is, after a warning for each new column that holds ''."""
+    for index, field in enumerate(batch.schema):
+        text = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+        if not text or field.name in warned:
+            continue
+        if pc.any(pc.equal(batch.column(index), "")).as_py():
+            warned.add(field.name)
+            logger.warning(
+                "Column %s holds empty strings (first in the window %s). The "
+                "destination's loader stores them as NULL: dlt copies rows into "
+                "PostgreSQL as CSV, where an empty value of a nullable column "
+                "reads as NULL. Read NULL there as '' where the two must not "
+                "differ, e.g. COALESCE(%s, '').",
+                field.name,
+                window,
+                field.name,
+            )
+    return batch
 
 
 def _window_batches(

@@ -70,8 +70,9 @@ _SOURCE_NAME: Final = "logfire"
 _REWRITES_JOBS: Final = frozenset({"filesystem"})
 """Destinations whose load job, run again, replaces what it wrote before."""
 
-_NUL_REFUSING: Final = frozenset({"postgres"})
-"""Destinations whose text cannot hold a NUL character."""
+_POSTGRES_TEXT: Final = frozenset({"postgres"})
+"""Destinations whose text holds no NUL character, and whose loader stores ''
+as NULL."""
 
 _LOCK_FILE: Final = "logfire-sync.lock"
 """The file in a pipeline's folder that a run holds locked."""
@@ -746,12 +747,14 @@ def _with_disposition(
 
 
 def _with_text_rules(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[str, Any]:
-    """The options, with NUL characters replaced for destinations without them."""
-    if options.get("replace_nul") is not None:
+    """The options, with the text rules of PostgreSQL turned on for it.
+
+    It stores no NUL character, and its loader stores '' as NULL.
+    """
+    if destination_kind(pipeline) not in _POSTGRES_TEXT:
         return options
-    if destination_kind(pipeline) not in _NUL_REFUSING:
-        return options
-    return {**options, "replace_nul": True}
+    rules = {"replace_nul": True, "warn_empty_text": True}
+    return {**options, **{k: v for k, v in rules.items() if options.get(k) is None}}
 
 
 def _log_chunk(label: str, chunk: int, rows: int, started: float) -> None:

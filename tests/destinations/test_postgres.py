@@ -180,6 +180,23 @@ def test_nul_characters_load_into_postgres_as_replacement_characters(
     assert "Column attributes holds NUL characters" in warned
 
 
+def test_empty_strings_arrive_in_postgres_as_null_with_a_warning(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = ["", "plain", "c", "d"]
+    pipeline = _pipeline(tmp_path, postgres_url, "empty_text")
+
+    report = _sync_records_of(pipeline, messages, ["{}"] * 4, seed=11)
+
+    assert report.rows == 6
+    loaded = _table(postgres_url, "empty_text", "records").to_pydict()
+    assert sorted(loaded["message"], key=str) == [None, "c", "d", "plain"]
+    warned = [record.getMessage() for record in caplog.records]
+    said = [text for text in warned if "holds empty strings" in text]
+    assert len(said) == 1
+    assert said[0].startswith("Column message holds empty strings")
+
+
 def test_json_that_postgres_refuses_loads_as_json_strings(
     tmp_path: Path, postgres_url: str
 ) -> None:
