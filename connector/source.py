@@ -964,6 +964,8 @@ def logfire_sql_resource(
         read_token: A Logfire read token [``sources.logfire.read_token`` from
             dlt's secrets].
         base_url: As in :func:`logfire_source`; so are the other options.
+            Those left out are read from ``[sources.logfire]`` in dlt's
+            config, or its environment variables, as the source's are.
         start: As in :func:`logfire_source`.
         initial_window: As in :func:`logfire_source`.
         settle: As in :func:`logfire_source`.
@@ -986,25 +988,25 @@ def logfire_sql_resource(
         ConfigurationError: For any bad option, before any request is sent.
     """
     token = read_token if read_token is not None else _configured_token()
-    settings = build_settings(
-        read_token=token,
-        base_url=base_url,
-        tables=["records"],
-        start=start,
-        initial_window=initial_window,
-        settle=settle,
-        lateness_back=lateness_back,
-        lateness_ahead=lateness_ahead,
-        page_size=page_size,
-        target_pages=target_pages,
-        timeout=timeout,
-        max_attempts=max_attempts,
-        max_retry_seconds=max_retry_seconds,
-        chunk=chunk,
-        require_end_marker=require_end_marker,
-        verify_counts=verify_counts,
-        max_requests_per_minute=max_requests_per_minute,
-    )
+    given: dict[str, object] = {
+        "base_url": base_url,
+        "start": start,
+        "initial_window": initial_window,
+        "settle": settle,
+        "lateness_back": lateness_back,
+        "lateness_ahead": lateness_ahead,
+        "page_size": page_size,
+        "target_pages": target_pages,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "max_retry_seconds": max_retry_seconds,
+        "chunk": chunk,
+        "require_end_marker": require_end_marker,
+        "verify_counts": verify_counts,
+        "max_requests_per_minute": max_requests_per_minute,
+    }
+    options = {key: _configured(key, value) for key, value in given.items()}
+    settings = build_settings(read_token=token, tables=["records"], **options)
     query = _UserQuery(name, sql, cursor_column, _key_names(primary_key), settings)
 
     def rows() -> Iterator[pa.RecordBatch]:
@@ -1036,6 +1038,18 @@ def _configured_token() -> str:
             ".dlt/secrets.toml (or SOURCES__LOGFIRE__READ_TOKEN)."
         )
     return token
+
+
+def _configured(option: str, given: object) -> object:
+    """An option of the SQL resource: as given, or from dlt's config.
+
+    logfire_source gets its options from ``[sources.logfire]`` through dlt;
+    the SQL resource, a plain function, reads the same keys itself.
+    """
+    if given is not None:
+        return given
+    value: object = dlt.config.get(f"sources.logfire.{option}")
+    return value
 
 
 def _key_names(primary_key: str | Sequence[str] | None) -> tuple[str, ...]:

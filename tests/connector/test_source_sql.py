@@ -64,6 +64,31 @@ def test_an_hourly_rollup_syncs_complete_buckets_once(
     assert len(loaded) > 4
 
 
+def test_options_left_out_come_from_the_sources_config(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__LOGFIRE__READ_TOKEN", server.token)
+    monkeypatch.setenv("SOURCES__LOGFIRE__BASE_URL", server.url)
+    monkeypatch.setenv(
+        "SOURCES__LOGFIRE__START", (NOW - timedelta(hours=8)).isoformat()
+    )
+    monkeypatch.setenv("SOURCES__LOGFIRE__SETTLE", "65m")
+    monkeypatch.setenv("SOURCES__LOGFIRE__PAGE_SIZE", "4")
+    dest = destination(tmp_path)
+    server.counters.reset()
+
+    resource = logfire_sql_resource(
+        "hourly", HOURLY, "hour", primary_key=["hour", "service_name"]
+    )
+    dest.pipeline.run(resource)
+
+    loaded = dest.table("hourly").to_pylist()
+    got = {(row["hour"], row["service_name"]): row["spans"] for row in loaded}
+    assert got == dict(hourly_counts(server, NOW - timedelta(minutes=65)))
+    # Four rows a page: the page size came from the config too.
+    assert server.counters.snapshot()["queries"] >= len(loaded) / 4
+
+
 def test_the_query_must_be_a_select(server: SandboxServer) -> None:
     with pytest.raises(ConfigurationError, match="SELECT"):
         logfire_sql_resource(
