@@ -509,6 +509,11 @@ class _TableSync:
             watermark = settings.start or now - _first_sync()
             self._warn_if_beyond_retention(watermark, now, "the first sync")
             state["watermark"] = _iso(watermark)
+        else:
+            # After a long pause: the rows since have partly aged out.
+            self._warn_if_beyond_retention(
+                watermark, now, "the sync from its watermark"
+            )
 
         reading = self._resume("watermark", watermark)
         end = _capped(horizon, watermark, settings.chunk_span(by_rows=self._chunked))

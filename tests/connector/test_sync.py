@@ -484,14 +484,33 @@ def test_a_plain_run_back_into_a_dataset_that_another_moved_past_is_refused(
 def test_a_pipeline_whose_folder_is_gone_starts_afresh_in_another_dataset(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    run_sync(_into(tmp_path, "first"), **options(server))
+    first = run_sync(_into(tmp_path, "first"), **options(server))
     shutil.rmtree(_into(tmp_path, "other").working_dir)
 
     report = run_sync(_into(tmp_path, "other"), **options(server))
 
-    assert report.rows == sum(visible(server, name).num_rows for name in TABLES_SYNCED)
+    assert report.rows == first.rows > 0
+    assert _counts(tmp_path, "other") == _counts(tmp_path, "first")
     with pytest.raises(ConfigurationError, match="not of first in duckdb"):
         run_sync(_into(tmp_path, "first"), **options(server))
 
 
 TABLES_SYNCED = ("records", "metrics")
+
+
+def test_a_watermark_older_than_retention_warns_when_the_sync_goes_on(
+    server: SandboxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dest = destination(tmp_path)
+    paused = options(server, chunk="1d", tables=["metrics"])
+    paused["start"] = (NOW - timedelta(days=41)).isoformat()
+    run_sync(dest.pipeline, max_chunks=1, **paused)
+    caplog.clear()
+
+    run_sync(dest.pipeline, max_chunks=1, **paused)
+
+    said = [record.getMessage() for record in caplog.records]
+    assert any(
+        "the sync from its watermark starts at" in text and "retention" in text
+        for text in said
+    )
