@@ -122,6 +122,10 @@ def common(server: SandboxServer, state: Path) -> list[str]:
     return ["--base-url", server.url, "--state-dir", str(state)]
 
 
+# A pipeline of its own: the template's state belongs to DuckDB.
+INTO_POSTGRES = ["--destination", "postgres", "--pipeline", "into_postgres"]
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What must not move: rows per table, loads, and the resources' state."""
@@ -411,7 +415,7 @@ def test_an_unreachable_destination_exits_6(
     command: str,
 ) -> None:
     extra = RANGE if command == "verify" else []
-    argv = [command, *common(server, state), "--destination", "postgres", *extra]
+    argv = [command, *common(server, state), *INTO_POSTGRES, *extra]
     closed = "postgresql://loader:hunter2-secret@127.0.0.1:1/warehouse"
     err = refused(
         capsys,
@@ -503,7 +507,7 @@ def test_missing_destination_credentials_exit_2_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("DESTINATION__POSTGRES__CREDENTIALS", raising=False)
-    argv = ["run", *common(server, state), "--destination", "postgres"]
+    argv = ["run", *common(server, state), *INTO_POSTGRES]
 
     refused(capsys, state, argv, 2, "DESTINATION__POSTGRES__CREDENTIALS")
 
@@ -511,7 +515,7 @@ def test_missing_destination_credentials_exit_2_naming_the_setting(
 def test_credentials_without_a_password_exit_2_naming_the_password(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["run", *common(server, state), "--destination", "postgres"]
+    argv = ["run", *common(server, state), *INTO_POSTGRES]
     url = "postgresql://loader@127.0.0.1:9/postgres"
 
     err = refused(
