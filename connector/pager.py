@@ -815,15 +815,13 @@ class _Fetcher:
             if slot is None:
                 return
             try:
-                rows = self._fill(slot)
+                self._fill(slot)
             except _ConsumerGoneError:
                 return
             except BaseException as error:
                 self._finish_planning()
                 self._put(slot, ("error", error), final=True)
                 return
-            with self._lock:
-                self._planner.observe(slot.window, rows)
 
     def _plan(self) -> _Slot | None:
         """Take the next window from the planner and give it a slot."""
@@ -845,16 +843,19 @@ class _Fetcher:
             self._finished_planning = True
             self._lock.notify_all()
 
-    def _fill(self, slot: _Slot) -> int:
-        """Read a window into its slot; returns its row count."""
+    def _fill(self, slot: _Slot) -> None:
+        """Read a window into its slot, and tell the planner its rows."""
         rows = 0
         batches = self._read(slot.window)
         with _closing(batches):
             for batch in batches:
                 rows += batch.num_rows
                 self._put(slot, ("batch", batch))
+        # Before the end reaches the consumer, which asks the planner whether
+        # the window closes a chunk.
+        with self._lock:
+            self._planner.observe(slot.window, rows)
         self._put(slot, ("end", rows))
-        return rows
 
     def _put(self, slot: _Slot, item: _Item, *, final: bool = False) -> None:
         """Queue an item, giving up if the consumer has gone away."""

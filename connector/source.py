@@ -208,12 +208,13 @@ def logfire_source(
             ``pipeline.run``, so a long backfill of history is committed
             piece by piece; no limit under :func:`connector.run_sync`, whose
             chunks end by `chunk_rows`].
-        chunk_rows: Under :func:`connector.run_sync`, a run ends at the
-            first window boundary where one more window of the size windows
-            aim at would take it past this many rows [200,000, so a run loads
-            `concurrency` windows], and the next run goes on at once with the
-            rows read meanwhile; this bounds the memory and the disk a load
-            takes. A plain ``pipeline.run`` reads its whole chunk.
+        chunk_rows: Under :func:`connector.run_sync`, about how many rows a
+            run loads [200,000]: with one reader, windows aim at what the run
+            has room for; with more, it ends at the first window boundary
+            where one more window of the size windows aim at would take it
+            past this many. The next run goes on at once with the rows read
+            meanwhile; this bounds the memory and the disk a load takes. A
+            plain ``pipeline.run`` reads its whole chunk.
         backfill: ``(start, end)``: re-read event times in ``[start, end)``
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
@@ -624,7 +625,8 @@ class _TableSync:
 
         def done(window: Window, rows: int) -> bool:
             self._done(window, rows, state, mark, reading.planner)
-            return self._chunk_is_full(reading.planner) and window.hi < reading.end
+            full = self._chunk_is_full(reading.planner, window)
+            return full and window.hi < reading.end
 
         parked = False
         try:
@@ -643,15 +645,18 @@ class _TableSync:
             if not parked:
                 reading.close()
 
-    def _chunk_is_full(self, planner: WindowPlanner) -> bool:
-        """Whether to end the chunk here; only run_sync, which goes on, asks.
+    def _chunk_is_full(self, planner: WindowPlanner, window: Window) -> bool:
+        """Whether to end the chunk after `window`; only run_sync asks.
 
-        It ends once it holds `chunk_rows` rows, or once a window of the size
-        the planner aims at would take it past them: a small first window is
-        not followed by a full one in the same load.
+        With one reader, the planner cuts the chunks, sizing windows to fill
+        them. With more, windows are planned before the ones ahead of them
+        are read, so the chunk ends once it holds `chunk_rows` rows, or once
+        a window of the size the planner aims at would take it past them.
         """
         if not self._chunked:
             return False
+        if planner.chunk_rows is not None:
+            return planner.closes_chunk(window)
         return self.rows + planner.target_rows > self.settings.chunk_rows
 
     @property
@@ -1303,6 +1308,7 @@ def _planner(
         target_rows=_window_rows(settings, chunked=chunked),
         page_rows=settings.page_size,
         concurrency=settings.concurrency,
+        chunk_rows=settings.chunk_rows if chunked else None,
     )
 
 

@@ -119,6 +119,11 @@ class WindowPlanner:
     the rest of the range is split so that that many windows can be read at
     once when it holds more than a page of rows.
 
+    With ``chunk_rows`` and one reader, windows are observed in order, so the
+    planner also cuts them into chunks of about that many rows: the window
+    after a small one aims at what the chunk has room for, and
+    :meth:`closes_chunk` says where each chunk ends.
+
     Args:
         start: Where the first window begins.
         end: Where the last window ends.
@@ -127,6 +132,7 @@ class WindowPlanner:
         target_rows: How many rows a window should hold.
         page_rows: The rows in one page; below that, splitting gains nothing.
         concurrency: How many windows are read at once.
+        chunk_rows: The rows of a chunk, to cut chunks with one reader.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class WindowPlanner:
         target_rows: int,
         page_rows: int,
         concurrency: int = 1,
+        chunk_rows: int | None = None,
     ) -> None:
         if max_width < MIN_WIDTH:
             raise ValueError(f"max_width must be at least {MIN_WIDTH}.")
@@ -148,11 +155,14 @@ class WindowPlanner:
         self.target_rows = target_rows
         self.page_rows = page_rows
         self.concurrency = concurrency
+        self.chunk_rows = chunk_rows if concurrency == 1 else None
 
         self._width = _clamp(width, MIN_WIDTH, max_width)
         self._next_lo = start
         self._in_flight = 0
         self._density: float | None = None
+        self._chunk_held = 0
+        self._chunk_ends: set[datetime] = set()
 
     @property
     def width(self) -> timedelta:
@@ -176,18 +186,43 @@ class WindowPlanner:
         self._in_flight += 1
         return Window(lo, hi)
 
+    def closes_chunk(self, window: Window) -> bool:
+        """Whether a chunk ends with `window`, once it has been observed."""
+        return window.hi in self._chunk_ends
+
     def observe(self, window: Window, rows: int) -> None:
         """Learn from a window that has been read whole."""
         self._in_flight = max(self._in_flight - 1, 0)
         seconds = window.width.total_seconds()
         self._density = rows / seconds
 
-        ceiling = min(MAX_GROWTH * max(window.width, self._width), self.max_width)
+        # Growth is from the window read, which the range's end may have cut
+        # short: an empty hour read hourly must not widen the next run's first
+        # window eightfold each time.
+        ceiling = _clamp(MAX_GROWTH * window.width, MIN_WIDTH, self.max_width)
+        room = self._room_after(window, rows)
         if rows == 0:
             self._width = ceiling
             return
-        wanted = timedelta(seconds=self.target_rows / self._density)
+        wanted = timedelta(seconds=min(self.target_rows, room) / self._density)
         self._width = _clamp(wanted, MIN_WIDTH, ceiling)
+
+    def _room_after(self, window: Window, rows: int) -> int:
+        """The rows the chunk has room for after `window`, ending it if full.
+
+        A chunk ends once the room left would make a window of fewer than a
+        quarter of `target_rows` (and at least a page): one so small would
+        cost a request of its own for little.
+        """
+        if self.chunk_rows is None:
+            return self.target_rows
+        self._chunk_held += rows
+        room = self.chunk_rows - self._chunk_held
+        if room < max(self.page_rows, self.target_rows // 4):
+            self._chunk_ends.add(window.hi)
+            self._chunk_held = 0
+            return self.target_rows
+        return room
 
     def _split(self, remaining: timedelta) -> timedelta:
         """The width, narrowed so that idle readers get a share of the rest."""

@@ -93,6 +93,40 @@ def test_dense_data_narrows_windows_to_the_target() -> None:
     assert plan.width == timedelta(minutes=12)
 
 
+def test_one_reader_fills_each_chunk_after_a_small_first_window() -> None:
+    # 10,000 rows an hour; the first window, an hour wide, holds a twentieth
+    # of a chunk, so the next aims at the rest of it.
+    cutter = planner(START + timedelta(days=3), chunk_rows=200_000)
+    chunks: list[int] = [0]
+    while (window := cutter.next_window()) is not None:
+        rows = round(window.width / timedelta(hours=1) * 10_000)
+        cutter.observe(window, rows)
+        chunks[-1] += rows
+        if cutter.closes_chunk(window):
+            chunks.append(0)
+
+    assert chunks[:3] == [200_000, 200_000, 200_000]
+    assert sum(chunks) == 720_000
+
+
+def test_more_readers_leave_chunks_to_the_consumer() -> None:
+    cutter = planner(START + timedelta(days=3), chunk_rows=200_000, concurrency=2)
+    windows = plan_all(cutter, [250_000])
+    assert cutter.chunk_rows is None
+    assert not any(cutter.closes_chunk(window) for window in windows)
+
+
+def test_a_window_cut_short_by_the_end_grows_from_its_own_width() -> None:
+    # An hourly run of a quiet hour, starting from the last run's 8 hours.
+    hourly = planner(START + timedelta(hours=1), width=timedelta(hours=8))
+    window = hourly.next_window()
+    assert window == Window(START, START + timedelta(hours=1))
+
+    hourly.observe(window, 0)
+
+    assert hourly.width == timedelta(hours=8)
+
+
 def test_growth_is_at_most_eightfold_even_when_nearly_empty() -> None:
     plan = planner(START + timedelta(days=30))
     first = plan.next_window()
