@@ -75,6 +75,9 @@ _POSTGRES_TEXT: Final = frozenset({"postgres"})
 as NULL."""
 
 _LOCK_FILE: Final = "logfire-sync.lock"
+
+_KEPT_LOADS: Final = 24
+"""Loaded packages kept in the pipeline's folder: a day of hourly runs."""
 """The file in a pipeline's folder that a run holds locked."""
 
 
@@ -387,7 +390,32 @@ def _run(
     finally:
         read_ahead.close()
 
+    _forget_old_loads(pipeline)
     return tally.report(chunks, time.monotonic() - started)
+
+
+def _forget_old_loads(pipeline: dlt.Pipeline) -> None:
+    """Delete all but the newest `_KEPT_LOADS` loaded packages from the folder.
+
+    dlt keeps every loaded package, a copy of its rows included, so a sync run
+    hourly would fill the disk over the years. The destination keeps its own
+    record of every load in ``_dlt_loads``; pending packages are left alone.
+    """
+    loaded = sorted(pipeline.list_completed_load_packages(), key=_load_order)
+    if len(loaded) <= _KEPT_LOADS:
+        return
+    # dlt's Pipeline has no public call that deletes a loaded package.
+    storage = pipeline._get_load_storage()
+    for load_id in loaded[:-_KEPT_LOADS]:
+        storage.delete_loaded_package(load_id)
+
+
+def _load_order(load_id: str) -> tuple[float, str]:
+    """Oldest first: dlt's load ids are the times of their loads."""
+    try:
+        return float(load_id), load_id
+    except ValueError:
+        return float("inf"), load_id
 
 
 def _refuse_appended_copies(

@@ -514,3 +514,20 @@ def test_a_watermark_older_than_retention_warns_when_the_sync_goes_on(
         "the sync from its watermark starts at" in text and "retention" in text
         for text in said
     )
+
+
+def test_the_pipeline_folder_keeps_only_the_newest_loads(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("connector.sync._KEPT_LOADS", 3)
+    dest = destination(tmp_path)
+    loads = []
+    for _ in range(5):
+        run_sync(dest.pipeline, tables=["metrics"], **options(server))
+        loads.extend(dest.pipeline.list_completed_load_packages())
+        server.clock.advance(timedelta(minutes=10))
+
+    kept = sorted(dest.pipeline.list_completed_load_packages(), key=float)
+    assert len(set(loads)) >= 5
+    assert kept == sorted(set(loads), key=float)[-3:]
+    assert _loads(dest.path) >= 5
