@@ -77,12 +77,20 @@ class Reading:
 
 
 class ReadAhead:
-    """Readings parked between the chunks of one sync, one per key."""
+    """Readings parked between the chunks of one sync, one per key.
 
-    def __init__(self) -> None:
+    Args:
+        root: A folder of the sync's own to write them in, emptied first of
+            what a killed run left there; a temporary folder without one.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
         self._parked: dict[str, _Parked] = {}
+        self._root = root
         self._folder: Path | None = None
         self._numbers = itertools.count()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
     def park(
         self, key: str, start: datetime, reading: Reading, *, spool_rows: int
@@ -98,7 +106,11 @@ class ReadAhead:
         """
         self.discard(key)
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="logfire-sync-"))
+            if self._root is not None:
+                self._root.mkdir(parents=True, exist_ok=True)
+            self._folder = Path(
+                tempfile.mkdtemp(prefix="logfire-sync-", dir=self._root)
+            )
         spool = self._folder / str(next(self._numbers))
         self._parked[key] = _Parked(start, reading, spool, spool_rows)
 

@@ -76,6 +76,9 @@ as NULL."""
 
 _LOCK_FILE: Final = "logfire-sync.lock"
 
+_READ_AHEAD_FOLDER: Final = "logfire-read-ahead"
+"""Where, in the pipeline's folder, a sync writes what it reads on."""
+
 _KEPT_LOADS: Final = 24
 """Loaded packages kept in the pipeline's folder: a day of hourly runs."""
 """The file in a pipeline's folder that a run holds locked."""
@@ -358,7 +361,8 @@ def _run(
         raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
     options = _with_text_rules(pipeline, _with_disposition(pipeline, options))
     tally = _Tally(progress)
-    read_ahead = ReadAhead()
+    # Under the pipeline's lock, so that a killed run's spool is cleared here.
+    read_ahead = ReadAhead(Path(pipeline.working_dir) / _READ_AHEAD_FOLDER)
     source = _make_source(options, tally, read_ahead)
     refuse_other_targets(pipeline, source.selected_resources)
     _refuse_appended_copies(pipeline, source, options)

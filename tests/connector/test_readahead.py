@@ -325,3 +325,17 @@ def test_chunk_rows_must_be_a_positive_whole_number(
     dest = destination(tmp_path)
     with pytest.raises(ConfigurationError, match="chunk_rows"):
         run_sync(dest.pipeline, **_options(server, chunk_rows=0))
+
+
+def test_a_killed_runs_spool_is_cleared_by_the_next_run(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path, "spooled")
+    left = Path(dest.pipeline.working_dir) / "logfire-read-ahead" / "logfire-sync-x"
+    left.mkdir(parents=True)
+    (left / "0.arrow").write_bytes(b"rows a killed run read ahead")
+
+    report = run_sync(dest.pipeline, **_options(server, chunk_rows=1_500))
+
+    assert report.chunks >= 6
+    assert not left.parent.exists() or not any(left.parent.iterdir())
