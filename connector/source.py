@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import dlt
@@ -497,7 +497,7 @@ class _TableSync:
         else:
             self._check_backfill_filters(state)
         with _make_client(self.settings) as client:
-            now = self._parked_now(mark) or client.server_now()
+            now = self._parked_now(mark) or _service_now(client, state)
             horizon = now - self.settings.settle
             if self.settings.backfill is None:
                 yield from self._incremental(state, now, horizon)
@@ -780,6 +780,18 @@ class _TableSync:
                 start.isoformat(),
                 now.isoformat(),
             )
+
+
+def _service_now(client: LogfireClient, state: dict[str, Any]) -> datetime:
+    """The service's clock, keeping how far it is from this machine's.
+
+    `status`, which sends no request, measures lag by this machine's clock
+    moved by that much.
+    """
+    now = client.server_now()
+    offset = now - datetime.now(UTC)
+    state["clock_offset_seconds"] = round(offset.total_seconds(), 3)
+    return now
 
 
 def _capped(end: datetime, start: datetime, span: timedelta | None) -> datetime:

@@ -303,12 +303,14 @@ def read_status(
     Args:
         pipeline: The dlt pipeline; call ``pipeline.sync_destination()`` first
             to read the state kept in the destination instead.
-        now: What the lag is measured against [the local clock, in UTC].
+        now: What the lag is measured against [the local clock, in UTC,
+            moved by how far the service's clock was from it at the table's
+            last run].
     """
-    moment = now or datetime.now(UTC)
     statuses = []
     for name, state in _resource_states(pipeline).items():
         watermark = _instant(state.get("watermark"))
+        moment = now or datetime.now(UTC) + _clock_offset(state)
         statuses.append(
             TableStatus(
                 table=name,
@@ -320,6 +322,14 @@ def read_status(
             )
         )
     return statuses
+
+
+def _clock_offset(state: Mapping[str, Any]) -> timedelta:
+    """How far the service's clock was ahead of this machine's at the last run."""
+    seconds = state.get("clock_offset_seconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        return timedelta(seconds=seconds)
+    return timedelta(0)
 
 
 @contextlib.contextmanager

@@ -117,6 +117,19 @@ def test_read_status_reports_watermarks_and_lag(
     assert records.last_run_at == NOW
 
 
+def test_status_measures_lag_by_the_services_clock(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # The sandbox's clock stands months before this machine's.
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, tables=["metrics"], **options(server))
+
+    (status,) = read_status(dest.pipeline)
+
+    assert status.lag is not None
+    assert abs(status.lag - timedelta(minutes=5)) < timedelta(seconds=30)
+
+
 def test_a_backfill_over_loaded_rows_adds_no_duplicates(
     server: SandboxServer, tmp_path: Path
 ) -> None:
