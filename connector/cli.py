@@ -26,6 +26,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -545,6 +546,9 @@ def _classify(error: Exception) -> tuple[int, str]:
         return local
     if any(_CORRUPT_FILE in str(cause) for cause in causes(error)):
         return EXIT_DESTINATION, _CORRUPT_FILE_ADVICE
+    missing = _missing_database_folder(error)
+    if missing is not None:
+        return EXIT_CONFIG, missing
     if isinstance(error, ConfigurationError):
         return EXIT_CONFIG, ""
     if isinstance(error, AuthenticationError):
@@ -574,6 +578,27 @@ _CORRUPT_FILE_ADVICE: Final = (
     "aside, delete the pipeline's folder under --state-dir (pipelines/<name>), "
     "and run again with --start as far back as the rows should go."
 )
+
+
+_NO_FOLDER: Final = re.compile(
+    r'Cannot open file "(?P<path>[^"]+)": No such file or directory'
+)
+"""How DuckDB says that the folder of its database file does not exist."""
+
+
+def _missing_database_folder(error: Exception) -> str | None:
+    """The advice for a DuckDB file in a folder that does not exist, if so."""
+    for cause in causes(error):
+        found = _NO_FOLDER.search(str(cause))
+        if found is not None:
+            folder = Path(found["path"]).parent
+            return (
+                f"The folder of the DuckDB file, {folder}, does not exist. Create "
+                "it, or name a file in a folder that does with "
+                "DESTINATION__DUCKDB__CREDENTIALS. Loaded rows and watermarks are as "
+                "the last committed chunk left them."
+            )
+    return None
 
 
 def _local_disk_failure(error: Exception) -> tuple[int, str] | None:

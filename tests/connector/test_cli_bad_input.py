@@ -377,6 +377,19 @@ def test_another_dataset_under_the_same_pipeline_exits_2(
     refused(capsys, state, argv, 2, *fixes)
 
 
+def test_a_duckdb_file_in_a_missing_folder_exits_2_naming_it(
+    server: SandboxServer,
+    state: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    env = {"DESTINATION__DUCKDB__CREDENTIALS": str(missing / "warehouse.duckdb")}
+    argv = ["run", *common(server, state)]
+
+    refused(capsys, state, argv, 2, f"{missing}, does not exist", env=env)
+
+
 def test_a_first_window_wider_than_one_scan_exits_2(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
