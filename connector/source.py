@@ -78,6 +78,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _RETENTION: Final = timedelta(days=30)
+_OFFSET_SLACK: Final = 60
+"""Seconds the clocks' offset may move before the state keeps the new one."""
 _SELECT: Final = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
 
@@ -786,11 +788,15 @@ def _service_now(client: LogfireClient, state: dict[str, Any]) -> datetime:
     """The service's clock, keeping how far it is from this machine's.
 
     `status`, which sends no request, measures lag by this machine's clock
-    moved by that much.
+    moved by that much. The offset is kept only when it moved by more than
+    `_OFFSET_SLACK`: the clock comes in whole seconds, and a state changed
+    on every run costs a load of its own in a run that finds nothing.
     """
     now = client.server_now()
-    offset = now - datetime.now(UTC)
-    state["clock_offset_seconds"] = round(offset.total_seconds(), 3)
+    offset = round((now - datetime.now(UTC)).total_seconds())
+    kept = state.get("clock_offset_seconds")
+    if not isinstance(kept, int | float) or abs(kept - offset) > _OFFSET_SLACK:
+        state["clock_offset_seconds"] = offset
     return now
 
 

@@ -130,6 +130,19 @@ def test_status_measures_lag_by_the_services_clock(
     assert abs(status.lag - timedelta(minutes=5)) < timedelta(seconds=30)
 
 
+def test_a_sync_that_finds_nothing_loads_nothing(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, tables=["metrics"], **options(server))
+    loads = dest.pipeline.list_completed_load_packages()
+
+    again = run_sync(dest.pipeline, tables=["metrics"], **options(server))
+
+    assert again.rows == 0
+    assert dest.pipeline.list_completed_load_packages() == loads
+
+
 def test_a_backfill_over_loaded_rows_adds_no_duplicates(
     server: SandboxServer, tmp_path: Path
 ) -> None:
