@@ -75,13 +75,13 @@ _POSTGRES_TEXT: Final = frozenset({"postgres"})
 as NULL."""
 
 _LOCK_FILE: Final = "logfire-sync.lock"
+"""The file in a pipeline's folder that a run holds locked."""
 
 _READ_AHEAD_FOLDER: Final = "logfire-read-ahead"
 """Where, in the pipeline's folder, a sync writes what it reads on."""
 
 _KEPT_LOADS: Final = 24
 """Loaded packages kept in the pipeline's folder: a day of hourly runs."""
-"""The file in a pipeline's folder that a run holds locked."""
 
 
 @dataclass(frozen=True)
@@ -374,6 +374,7 @@ def _run(
     # Under the pipeline's lock, so that a killed run's spool is cleared here.
     read_ahead = ReadAhead(Path(pipeline.working_dir) / _READ_AHEAD_FOLDER)
     source = _make_source(options, tally, read_ahead)
+    # The resources refuse the same, but only once dlt has loaded what is pending.
     refuse_other_targets(pipeline, source.selected_resources)
     _refuse_appended_copies(pipeline, source, options)
     started = time.monotonic()
