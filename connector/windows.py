@@ -124,6 +124,12 @@ class WindowPlanner:
     after a small one aims at what the chunk has room for, and
     :meth:`closes_chunk` says where each chunk ends.
 
+    Rows may be wide (a span can hold a whole prompt), so the row counts are
+    also bounded in bytes: once a window shows how wide its rows are, pages
+    shrink to ``page_bytes`` and chunks to ``chunk_bytes``, and the windows'
+    target with them. :attr:`page_rows`, :attr:`target_rows` and
+    :attr:`chunk_limit` are the counts at the width :meth:`measure` saw last.
+
     Args:
         start: Where the first window begins.
         end: Where the last window ends.
@@ -132,7 +138,11 @@ class WindowPlanner:
         target_rows: How many rows a window should hold.
         page_rows: The rows in one page; below that, splitting gains nothing.
         concurrency: How many windows are read at once.
-        chunk_rows: The rows of a chunk, to cut chunks with one reader.
+        chunk_rows: The rows of a chunk: the planner cuts chunks with one
+            reader, and :attr:`chunk_limit` fits it to `chunk_bytes`.
+        page_bytes: About the most bytes of Arrow data a page should hold.
+        chunk_bytes: About the most a chunk should hold.
+        row_bytes: The rows' width as an earlier run saw it, if known.
     """
 
     def __init__(
@@ -146,16 +156,23 @@ class WindowPlanner:
         page_rows: int,
         concurrency: int = 1,
         chunk_rows: int | None = None,
+        page_bytes: int | None = None,
+        chunk_bytes: int | None = None,
+        row_bytes: float | None = None,
     ) -> None:
         if max_width < MIN_WIDTH:
             raise ValueError(f"max_width must be at least {MIN_WIDTH}.")
         self.start = start
         self.end = end
         self.max_width = max_width
-        self.target_rows = target_rows
-        self.page_rows = page_rows
         self.concurrency = concurrency
-        self.chunk_rows = chunk_rows if concurrency == 1 else None
+        self.page_bytes = page_bytes
+        self.chunk_bytes = chunk_bytes
+        self.row_bytes = row_bytes
+
+        self._target_rows = target_rows
+        self._page_rows = page_rows
+        self._chunk_rows = chunk_rows
 
         self._width = _clamp(width, MIN_WIDTH, max_width)
         self._next_lo = start
@@ -168,6 +185,36 @@ class WindowPlanner:
     def width(self) -> timedelta:
         """The width the next window would get, before any split."""
         return self._width
+
+    @property
+    def page_rows(self) -> int:
+        """The rows a page asks for: `page_rows`, fewer if they are wide."""
+        return _fit(self._page_rows, self.page_bytes, self.row_bytes)
+
+    @property
+    def chunk_limit(self) -> int | None:
+        """The rows a chunk holds at most (at least a page); None unchunked."""
+        if self._chunk_rows is None:
+            return None
+        rows = _fit(self._chunk_rows, self.chunk_bytes, self.row_bytes)
+        if rows == self._chunk_rows:
+            return rows
+        return max(rows, self.page_rows)
+
+    @property
+    def chunk_rows(self) -> int | None:
+        """The chunk limit when this planner cuts the chunks (one reader)."""
+        return self.chunk_limit if self.concurrency == 1 else None
+
+    @property
+    def target_rows(self) -> int:
+        """The rows a window aims at, shrunk as its pages and chunk are."""
+        shrink = self.page_rows / self._page_rows
+        limit = self.chunk_limit
+        if limit is not None and self._chunk_rows:
+            shrink = min(shrink, limit / self._chunk_rows)
+        least = min(self.page_rows, self._target_rows)
+        return max(least, int(self._target_rows * shrink))
 
     @property
     def done(self) -> bool:
@@ -189,6 +236,11 @@ class WindowPlanner:
     def closes_chunk(self, window: Window) -> bool:
         """Whether a chunk ends with `window`, once it has been observed."""
         return window.hi in self._chunk_ends
+
+    def measure(self, rows: int, nbytes: int) -> None:
+        """Learn the rows' width from `rows` just read, `nbytes` of Arrow."""
+        if rows and nbytes:
+            self.row_bytes = nbytes / rows
 
     def observe(self, window: Window, rows: int) -> None:
         """Learn from a window that has been read whole."""
@@ -236,6 +288,13 @@ class WindowPlanner:
             return width
         share = remaining / free
         return timedelta(microseconds=math.ceil(share / timedelta(microseconds=1)))
+
+
+def _fit(rows: int, limit: int | None, row_bytes: float | None) -> int:
+    """`rows`, or fewer (at least one) if that many would pass `limit` bytes."""
+    if limit is None or not row_bytes:
+        return rows
+    return max(1, min(rows, int(limit // row_bytes)))
 
 
 def _clamp(value: timedelta, low: timedelta, high: timedelta) -> timedelta:

@@ -116,6 +116,67 @@ def test_more_readers_leave_chunks_to_the_consumer() -> None:
     assert not any(cutter.closes_chunk(window) for window in windows)
 
 
+def test_wide_rows_shrink_pages_windows_and_chunks_to_their_bytes() -> None:
+    cutter = planner(
+        START + timedelta(days=3),
+        chunk_rows=200_000,
+        page_bytes=64 * 2**20,
+        chunk_bytes=256 * 2**20,
+    )
+    cutter.measure(10_000, 10_000 * 1_000)
+    assert (cutter.page_rows, cutter.target_rows) == (10_000, 200_000)
+    assert cutter.chunk_limit == 200_000
+
+    # Spans holding 32 KiB prompts: pages of 64 MiB, chunks of 256 MiB.
+    cutter.measure(2_000, 2_000 * 32 * 2**10)
+    assert cutter.page_rows == 2_048
+    assert cutter.chunk_limit == cutter.chunk_rows == 8_192
+    assert cutter.target_rows == 8_192
+
+
+def test_a_chunk_of_wide_rows_ends_by_bytes() -> None:
+    cutter = planner(
+        START + timedelta(days=3), chunk_rows=200_000, chunk_bytes=100 * 2**20
+    )
+    chunks: list[int] = [0]
+    while (window := cutter.next_window()) is not None:
+        rows = round(window.width / timedelta(hours=1) * 10_000)
+        cutter.measure(rows, rows * 10_000)
+        cutter.observe(window, rows)
+        chunks[-1] += rows
+        if cutter.closes_chunk(window):
+            chunks.append(0)
+
+    loaded = [chunk for chunk in chunks if chunk]
+    assert sum(loaded) == 720_000
+    # 10,000 bytes a row: 10,485 rows in 100 MiB. The first chunk is a window
+    # read before the width was known, the last what is left.
+    assert set(loaded[1:-1]) == {10_485}
+    assert loaded[-1] <= 10_485
+
+
+def test_more_readers_get_windows_of_a_share_of_a_chunk_of_bytes() -> None:
+    cutter = planner(
+        START + timedelta(days=3),
+        target_rows=50_000,
+        chunk_rows=200_000,
+        page_bytes=16 * 2**20,
+        chunk_bytes=100 * 2**20,
+        concurrency=4,
+    )
+    cutter.measure(100, 100 * 10_000)
+    assert cutter.chunk_rows is None
+    assert cutter.chunk_limit == 10_485
+    assert cutter.target_rows == 2_621
+
+
+def test_a_width_stored_by_an_earlier_run_fits_the_first_pages() -> None:
+    resumed = planner(START + timedelta(days=1), page_bytes=2**20, row_bytes=2**14)
+    fresh = planner(START + timedelta(days=1), page_bytes=2**20)
+    assert resumed.page_rows == 64
+    assert fresh.page_rows == 10_000
+
+
 def test_a_window_cut_short_by_the_end_grows_from_its_own_width() -> None:
     # An hourly run of a quiet hour, starting from the last run's 8 hours.
     hourly = planner(START + timedelta(hours=1), width=timedelta(hours=8))
