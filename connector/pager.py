@@ -199,11 +199,14 @@ def read_window(
     reader: Reader,
     query: WindowQuery,
     *,
-    page_size: int,
+    page_size: int | Callable[[], int],
     stats: WindowStats | None = None,
     verify_counts: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Yield every row of a window exactly once, in key order.
+
+    `page_size` may be a callable, asked before each page: the rows a page
+    asks for may shrink once the window's first pages show how wide they are.
 
     A short page whose stream ends without its end-of-stream marker is
     confirmed by a count query, if `query.count` is set, and with
@@ -287,20 +290,24 @@ class _Pager:
         self,
         reader: Reader,
         query: WindowQuery,
-        page_size: int,
+        page_size: int | Callable[[], int],
         stats: WindowStats,
         verify_counts: bool = False,
     ) -> None:
         self._reader = reader
         self._query = query
-        self._page_size = page_size
+        if callable(page_size):
+            self._page_size = page_size
+        else:
+            fixed = page_size
+            self._page_size = lambda: fixed
         self._stats = stats
         self._verify_counts = verify_counts
 
     def run(self) -> Iterator[pa.RecordBatch]:
         """Read pages until the window is complete."""
         cursor: Cursor | None = None
-        limit = self._page_size
+        limit = self._page_size()
         retrier = _Retrier(self._reader.retrying())
 
         while True:
@@ -334,13 +341,13 @@ class _Pager:
         equal_reread = page.cursor is not None and page.cursor.op == "="
         if page.rows < page.limit:
             if equal_reread and page.held_key is not None:
-                return Cursor(">", page.held_key), self._page_size
+                return Cursor(">", page.held_key), self._page_size()
             return None
 
         if equal_reread or (not page.emitted and page.limit >= MAX_LIMIT):
             raise self._tie_overflow(page)
         if page.emitted and page.held_key is not None:
-            return Cursor(">=", page.held_key), self._page_size
+            return Cursor(">=", page.held_key), self._page_size()
 
         # The whole page is one run of equal keys: read exactly that key.
         assert page.held_key is not None
@@ -674,11 +681,12 @@ class _ConsumerGoneError(Exception):
 class _WindowBuffer:
     """A window's items between its reader and the consumer, bounded in rows.
 
-    The reader waits while the buffer holds `limit` rows or more, so a batch
-    always fits into a buffer below the limit, however many rows it has.
+    The reader waits while the buffer holds `limit()` rows or more, so a batch
+    always fits into a buffer below the limit, however many rows it has. The
+    limit is asked each time, as it shrinks once the rows turn out wide.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: Callable[[], int]) -> None:
         self._items: deque[_Item] = deque()
         self._rows = 0
         self._limit = limit
@@ -704,7 +712,7 @@ class _WindowBuffer:
             return item
 
     def _has_room(self) -> bool:
-        return self._rows < self._limit
+        return self._rows < self._limit()
 
 
 def _item_rows(item: _Item) -> int:
@@ -745,7 +753,7 @@ class _Fetcher:
     ) -> None:
         self._planner = planner
         self._read = read
-        self._buffer_rows = _buffer_rows(planner, concurrency)
+        self._concurrency = concurrency
         self._lock = threading.Condition()
         self._slots: dict[int, _Slot] = {}
         self._planned = 0
@@ -831,11 +839,14 @@ class _Fetcher:
                 self._finished_planning = True
                 self._lock.notify_all()
                 return None
-            slot = _Slot(window, _WindowBuffer(self._buffer_rows))
+            slot = _Slot(window, _WindowBuffer(self._buffer_limit))
             self._slots[self._planned] = slot
             self._planned += 1
             self._lock.notify_all()
             return slot
+
+    def _buffer_limit(self) -> int:
+        return _buffer_rows(self._planner, self._concurrency)
 
     def _finish_planning(self) -> None:
         """Plan no more windows: one has failed."""
@@ -850,6 +861,8 @@ class _Fetcher:
         with _closing(batches):
             for batch in batches:
                 rows += batch.num_rows
+                with self._lock:
+                    self._planner.measure(batch.num_rows, batch.nbytes)
                 self._put(slot, ("batch", batch))
         # Before the end reaches the consumer, which asks the planner whether
         # the window closes a chunk.

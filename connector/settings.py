@@ -65,6 +65,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "first_sync": timedelta(hours=24),
     "chunk": timedelta(days=1),
     "chunk_rows": 200_000,
+    "chunk_bytes": 256 * 2**20,
     "page_size": 10_000,
     "target_pages": 20,
     "concurrency": 1,
@@ -73,6 +74,14 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "max_retry_seconds": 300.0,
 }
 """The default of every option that has one."""
+
+PAGE_BYTES: Final = 64 * 2**20
+"""About the most bytes of Arrow data a page asks for, once rows' width is known.
+
+Pages of 10,000 rows hold about 10 MB of typical spans, but a span can hold a
+whole prompt: at 30 KB a row, a page would take 300 MB, and a process several
+times that while it decodes and shapes the page.
+"""
 
 _GUARANTEED_SETTLE: Final = timedelta(minutes=5)
 _UNIT_SECONDS: Final = {
@@ -119,6 +128,7 @@ class Settings:
     max_retry_seconds: float
     chunk: timedelta | None
     chunk_rows: int
+    chunk_bytes: int
     backfill: tuple[datetime, datetime] | None
     write_disposition: WriteDisposition
     require_end_marker: bool = True
@@ -127,6 +137,11 @@ class Settings:
     accept_filter_change: bool = False
     replace_nul: bool = False
     warn_empty_text: bool = False
+
+    @property
+    def page_bytes(self) -> int:
+        """About the most bytes of Arrow data one page asks for."""
+        return min(PAGE_BYTES, self.chunk_bytes)
 
     @property
     def max_width(self) -> timedelta:
@@ -170,6 +185,7 @@ def build_settings(
     max_retry_seconds: object = None,
     chunk: object = None,
     chunk_rows: object = None,
+    chunk_bytes: object = None,
     backfill: object = None,
     write_disposition: object = None,
     require_end_marker: object = None,
@@ -209,6 +225,7 @@ def build_settings(
         max_retry_seconds=_seconds(max_retry_seconds, "max_retry_seconds"),
         chunk=None if chunk is None else _duration(chunk, "chunk", positive=True),
         chunk_rows=_integer(chunk_rows, "chunk_rows", 1, 100_000_000),
+        chunk_bytes=_integer(chunk_bytes, "chunk_bytes", 2**20, 2**40),
         backfill=_backfill(backfill),
         write_disposition=_write_disposition(write_disposition),
         require_end_marker=marker,

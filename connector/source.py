@@ -158,6 +158,7 @@ def logfire_source(
     max_retry_seconds: str | float | None = None,
     chunk: str | float | None = None,
     chunk_rows: int | None = None,
+    chunk_bytes: int | None = None,
     backfill: Sequence[str | datetime] | None = None,
     write_disposition: str | None = None,
     require_end_marker: bool | None = None,
@@ -221,6 +222,10 @@ def logfire_source(
             past this many. The next run goes on at once with the rows read
             meanwhile; this bounds the memory and the disk a load takes. A
             plain ``pipeline.run`` reads its whole chunk.
+        chunk_bytes: About the most bytes of Arrow data such a run loads
+            [256 MiB]. Once a page shows how wide the rows are, chunks of
+            wide rows end before `chunk_rows`, and pages ask for fewer rows,
+            about 64 MiB at most.
         backfill: ``(start, end)``: re-read event times in ``[start, end)``
             instead of syncing new rows, without moving the watermark.
         write_disposition: ``merge`` [default], or ``append`` for destinations
@@ -279,6 +284,7 @@ def logfire_source(
         max_retry_seconds=max_retry_seconds,
         chunk=chunk,
         chunk_rows=chunk_rows,
+        chunk_bytes=chunk_bytes,
         backfill=backfill,
         write_disposition=write_disposition,
         require_end_marker=require_end_marker,
@@ -468,6 +474,21 @@ def _stored_width(state: dict[str, Any], default: timedelta) -> timedelta:
     if isinstance(seconds, int | float) and seconds > 0:
         return timedelta(seconds=seconds)
     return default
+
+
+def _stored_row_bytes(state: dict[str, Any]) -> float | None:
+    """The rows' width the last run saw, in bytes of Arrow, if it saw any."""
+    width = state.get("row_bytes")
+    if isinstance(width, int | float) and not isinstance(width, bool) and width > 0:
+        return float(width)
+    return None
+
+
+def _keep_plan(state: dict[str, Any], planner: WindowPlanner) -> None:
+    """Store what the next run's planner starts from: width, rows' width."""
+    state["window_seconds"] = planner.width.total_seconds()
+    if planner.row_bytes is not None:
+        state["row_bytes"] = round(planner.row_bytes)
 
 
 class _TableSync:
@@ -698,7 +719,7 @@ class _TableSync:
                     f"{self.spec.name}/{mark}",
                     last.hi,
                     reading,
-                    spool_rows=self.settings.chunk_rows,
+                    spool_rows=reading.planner.chunk_limit or self.settings.chunk_rows,
                 )
                 parked = True
         finally:
@@ -718,7 +739,8 @@ class _TableSync:
             return False
         if planner.chunk_rows is not None:
             return planner.closes_chunk(window)
-        return self.rows + planner.target_rows > self.settings.chunk_rows
+        limit = planner.chunk_limit or self.settings.chunk_rows
+        return self.rows + planner.target_rows > limit
 
     @property
     def _chunked(self) -> bool:
@@ -735,7 +757,7 @@ class _TableSync:
     ) -> None:
         """Move the state past a window whose rows have all been yielded."""
         state[mark] = _iso(window.hi)
-        state["window_seconds"] = planner.width.total_seconds()
+        _keep_plan(state, planner)
         state["rows_loaded"] = int(state.get("rows_loaded", 0)) + rows
         self.rows += rows
         self.windows += 1
@@ -1342,7 +1364,7 @@ class _QuerySync:
         """Yield the reading's windows, moving the watermark past each one."""
 
         def done(window: Window, rows: int) -> bool:
-            state["window_seconds"] = reading.planner.width.total_seconds()
+            _keep_plan(state, reading.planner)
             self._window_done(state, window, rows)
             return False
 
@@ -1386,6 +1408,9 @@ def _planner(
         page_rows=settings.page_size,
         concurrency=settings.concurrency,
         chunk_rows=settings.chunk_rows if chunked else None,
+        page_bytes=settings.page_bytes,
+        chunk_bytes=settings.chunk_bytes if chunked else None,
+        row_bytes=_stored_row_bytes(state),
     )
 
 
@@ -1450,11 +1475,13 @@ def _open_reading(
 
     def read(window: Window) -> Iterator[pa.RecordBatch]:
         # Shaping batches here runs it in the reader threads, off dlt's thread.
+        # Each page asks for rows fitted to their width as the last ones had it.
         query = window_query(window)
+        page_size = planner.page_rows
         pages = read_window(
             client,
             query,
-            page_size=settings.page_size,
+            page_size=lambda: planner.page_rows,
             stats=stats,
             verify_counts=settings.verify_counts,
         )
@@ -1463,7 +1490,7 @@ def _open_reading(
             shaped = (_nul_free(batch, window, json_like, warned) for batch in shaped)
         if settings.warn_empty_text:
             shaped = (_noting_empty_text(batch, window, emptied) for batch in shaped)
-        yield from _regrouped(shaped, settings.page_size)
+        yield from _regrouped(shaped, page_size)
 
     items = read_windows(planner, read, concurrency=settings.concurrency)
     return Reading(items, end, planner, client, now=now)

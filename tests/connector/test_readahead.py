@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from connector.errors import TransientError
 from connector.readahead import Item, ReadAhead, Reading
 from connector.sync import run_backfill, run_sync
 from connector.windows import Window, WindowPlanner
+from sandbox.engine import QueryRequest, QueryResult
 from sandbox.faults import FaultPlan
 from sandbox.server import SandboxServer
 
@@ -339,3 +341,89 @@ def test_a_killed_runs_spool_is_cleared_by_the_next_run(
 
     assert report.chunks >= 6
     assert not left.parent.exists() or not any(left.parent.iterdir())
+
+
+def test_chunk_bytes_must_be_at_least_a_mebibyte(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    from connector.errors import ConfigurationError
+
+    dest = destination(tmp_path)
+    with pytest.raises(ConfigurationError, match="chunk_bytes"):
+        run_sync(dest.pipeline, **_options(server, chunk_bytes=2**20 - 1))
+
+
+# Wide rows: chunks and pages bounded in bytes.
+
+
+class _PageLimits:
+    """The sandbox's engine, noting the `limit` each page of rows asked for."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.limits: list[int] = []
+
+    def execute(self, request: QueryRequest) -> QueryResult:
+        if "ORDER BY" in request.sql:
+            self.limits.append(request.limit)
+        result: QueryResult = self.engine.execute(request)
+        return result
+
+
+def _wide(records: pa.Table, size: int) -> pa.Table:
+    """`records` whose attributes each hold a prompt of about `size` bytes."""
+    prompts = [
+        json.dumps({"i": i, "gen_ai.prompt": "p" * size}) for i in range(len(records))
+    ]
+    index = records.schema.get_field_index("attributes")
+    return records.set_column(index, "attributes", pa.array(prompts, pa.string()))
+
+
+def test_wide_rows_are_read_in_pages_and_chunks_bounded_in_bytes(
+    tmp_path: Path,
+) -> None:
+    records = _wide(
+        make_records(900, seed=33, start=NOW - timedelta(hours=6), end=NOW), 20_000
+    )
+    dest = destination(tmp_path, "wide")
+    with sandbox(records) as wide:
+        limits = _PageLimits(wide._service.engine)
+        wide._service.engine = limits
+        options = {
+            "read_token": wide.token,
+            "base_url": wide.url,
+            "start": FROM.isoformat(),
+            "tables": ["records"],
+            "initial_window": "20m",
+            "chunk_bytes": 2 * 2**20,
+        }
+        first = run_sync(dest.pipeline, **options)
+        first_limits = list(limits.limits)
+        wide.clock.advance(timedelta(hours=1))
+        limits.limits.clear()
+        later = run_sync(dest.pipeline, **options)
+
+    # The first page asks for 10,000 rows; once 20 KB rows are seen, pages
+    # and chunks fit in 2 MiB, about 100 rows, where rows alone (200,000)
+    # would have made one chunk.
+    assert first_limits[0] == 10_000
+    assert max(first_limits[1:]) <= 110
+    assert first.chunks >= 6
+    assert 0 < first.rows < 900
+    # The width is kept in the state: the next run's pages fit from the first.
+    (state,) = _table_states(dest.pipeline)
+    assert 20_000 < state["row_bytes"] < 22_000
+    assert later.rows == 900 - first.rows
+    assert limits.limits
+    assert max(limits.limits) <= 110
+    assert_same_rows(dest.table("records"), expected_rows(records, NOW))
+
+
+def _table_states(pipeline: Any) -> list[dict[str, Any]]:
+    sources = pipeline.state["sources"]
+    return [
+        resource
+        for source in sources.values()
+        for resource in source.get("resources", {}).values()
+        if "row_bytes" in resource
+    ]
