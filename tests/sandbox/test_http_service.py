@@ -211,7 +211,10 @@ def capped() -> Iterator[SandboxServer]:
 def test_queries_beyond_the_cap_that_wait_too_long_get_429(
     capped: SandboxServer,
 ) -> None:
-    capped.faults = FaultPlan.parse("slow_seconds=1.5,force=slow")
+    # Both are slow: whichever takes the one slot first holds it for 1.5 s.
+    # With only one slow, the fast one could take the slot first and be gone
+    # before the slow one's 0.3 s of waiting ran out.
+    capped.faults = FaultPlan.parse("slow_seconds=1.5,force=slow*2")
 
     statuses = in_threads(2, lambda: query(capped))
 
