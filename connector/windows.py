@@ -125,9 +125,9 @@ class WindowPlanner:
     :meth:`closes_chunk` says where each chunk ends.
 
     Rows may be wide (a span can hold a whole prompt), so the row counts are
-    also bounded in bytes: once a window shows how wide its rows are, pages
-    shrink to ``page_bytes`` and chunks to ``chunk_bytes``, and the windows'
-    target with them. :attr:`page_rows`, :attr:`target_rows` and
+    also bounded in bytes: once :meth:`measure` has seen how wide the rows
+    are, pages shrink to ``page_bytes`` and chunks to ``chunk_bytes``, and the
+    windows' target with them. :attr:`page_rows`, :attr:`target_rows` and
     :attr:`chunk_limit` are the counts at the width :meth:`measure` saw last.
 
     Args:
