@@ -861,8 +861,8 @@ class _Fetcher:
         with _closing(batches):
             for batch in batches:
                 rows += batch.num_rows
-                with self._lock:
-                    self._planner.measure(batch.num_rows, batch.nbytes)
+                # One float's assignment: no lock needed, even among readers.
+                self._planner.measure(batch.num_rows, batch.nbytes)
                 self._put(slot, ("batch", batch))
         # Before the end reaches the consumer, which asks the planner whether
         # the window closes a chunk.
