@@ -193,12 +193,18 @@ def run_fetch(spec: Spec) -> Figures:
     started = time.perf_counter()
     with LogfireClient(spec.token, base_url=spec.url) as client:
 
+        def narrow(window: Any, rows: int, reached: datetime) -> Any:
+            # Windows narrow as the source's do, so the pages are the same.
+            narrower = planner.narrow(window, rows, reached)
+            return None if narrower is None else query.window_query(narrower)
+
         def read(window: Any) -> Any:
             return read_window(
                 client,
                 query.window_query(window),
                 page_size=settings.page_size,
                 stats=stats,
+                narrow=narrow,
             )
 
         horizon = client.server_now() - settings.settle

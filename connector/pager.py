@@ -62,6 +62,7 @@ from connector.windows import Window, WindowPlanner
 __all__ = [
     "MAX_LIMIT",
     "Cursor",
+    "Narrow",
     "Reader",
     "WindowQuery",
     "WindowStats",
@@ -142,6 +143,10 @@ class WindowQuery:
     count: Callable[[str | None], str] | None = None
 
 
+Narrow = Callable[[Window, int, datetime], WindowQuery | None]
+"""Given a window, its rows read so far and how far they reached: a narrower one."""
+
+
 @dataclass
 class WindowStats:
     """What reading windows cost; safe to share between reader threads."""
@@ -202,11 +207,19 @@ def read_window(
     page_size: int | Callable[[], int],
     stats: WindowStats | None = None,
     verify_counts: bool = False,
+    narrow: Narrow | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield every row of a window exactly once, in key order.
 
     `page_size` may be a callable, asked before each page: the rows a page
     asks for may shrink once the window's first pages show how wide they are.
+
+    With `narrow`, and a key that starts with the window's column, each full
+    page asks it whether to finish in a narrower window: it is given the
+    window, the rows read so far and the last one's value of the window's
+    column, and returns the query of a window with the same start that ends
+    after that value, or None. Every row read so far lies in the narrower
+    window, so the pages go on from the same cursor within it.
 
     A short page whose stream ends without its end-of-stream marker is
     confirmed by a count query, if `query.count` is set, and with
@@ -224,7 +237,9 @@ def read_window(
             f"Cannot verify the row counts of {query.label}: its window query "
             "has no count query. Give WindowQuery a count."
         )
-    pager = _Pager(reader, query, page_size, stats or WindowStats(), verify_counts)
+    pager = _Pager(
+        reader, query, page_size, stats or WindowStats(), verify_counts, narrow
+    )
     yield from pager.run()
 
 
@@ -293,9 +308,13 @@ class _Pager:
         page_size: int | Callable[[], int],
         stats: WindowStats,
         verify_counts: bool = False,
+        narrow: Narrow | None = None,
     ) -> None:
         self._reader = reader
         self._query = query
+        self._rows = 0
+        ordered_by_window = query.key[0].name == query.window_column
+        self._narrow = narrow if ordered_by_window else None
         if callable(page_size):
             self._page_size = page_size
         else:
@@ -331,6 +350,27 @@ class _Pager:
             if next_cursor is None:
                 return
             cursor, limit = next_cursor
+            self._rows += page.rows
+            self._narrow_after(page)
+
+    def _narrow_after(self, page: _Page) -> None:
+        """Go on in a narrower window if `narrow` says so after a full page."""
+        if self._narrow is None or page.last_key is None:
+            return
+        reached = _utc(page.last_key[0].as_py())
+        assert reached is not None
+        window = self._query.window
+        query = self._narrow(window, self._rows, reached)
+        if query is None:
+            return
+        narrower = query.window
+        if narrower.lo != window.lo or not reached < narrower.hi <= window.hi:
+            raise ValueError(
+                f"The window {window} cannot narrow to {narrower} after rows up "
+                f"to {reached.isoformat()}."
+            )
+        logger.debug("%s: narrowing the window %s to %s", query.label, window, narrower)
+        self._query = query
 
     def _counts(self, page: _Page) -> bool:
         """Whether a short `page` must be confirmed by a count."""
@@ -832,9 +872,23 @@ class _Fetcher:
                 return
 
     def _plan(self) -> _Slot | None:
-        """Take the next window from the planner and give it a slot."""
+        """Take the next window from the planner and give it a slot.
+
+        A window being read may still narrow, handing the rest of its range
+        back, so planning ends only once the range is covered and no window
+        is in flight; until then, and until the planner is ready for another
+        window, an idle reader waits.
+        """
         with self._lock:
-            window = None if self._finished_planning else self._planner.next_window()
+            window = None
+            while not self._finished_planning and not self._stop.is_set():
+                if self._planner.ready:
+                    window = self._planner.next_window()
+                if window is not None or (
+                    self._planner.done and not self._planner.in_flight
+                ):
+                    break
+                self._lock.wait(_POLL_SECONDS)
             if window is None:
                 self._finished_planning = True
                 self._lock.notify_all()
@@ -866,8 +920,10 @@ class _Fetcher:
                 self._put(slot, ("batch", batch))
         # Before the end reaches the consumer, which asks the planner whether
         # the window closes a chunk.
+        slot.window = self._planner.as_read(slot.window)
         with self._lock:
             self._planner.observe(slot.window, rows)
+            self._lock.notify_all()
         self._put(slot, ("end", rows))
 
     def _put(self, slot: _Slot, item: _Item, *, final: bool = False) -> None:

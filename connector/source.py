@@ -1473,6 +1473,10 @@ def _open_reading(
     client = _make_client(settings)
     stats = WindowStats()
 
+    def narrow(window: Window, rows: int, reached: datetime) -> WindowQuery | None:
+        narrower = planner.narrow(window, rows, reached)
+        return None if narrower is None else window_query(narrower)
+
     def read(window: Window) -> Iterator[pa.RecordBatch]:
         # Shaping batches here runs it in the reader threads, off dlt's thread.
         # Each page asks for rows fitted to their width as the last ones had it.
@@ -1484,6 +1488,7 @@ def _open_reading(
             page_size=lambda: planner.page_rows,
             stats=stats,
             verify_counts=settings.verify_counts,
+            narrow=narrow,
         )
         shaped = (prepare_batch(batch, json_columns, loose, types) for batch in pages)
         if settings.replace_nul:

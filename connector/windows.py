@@ -10,6 +10,7 @@ in narrow windows of about a target number of rows.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -45,6 +46,9 @@ MIN_WIDTH: Final = timedelta(seconds=1)
 
 MAX_GROWTH: Final = 8
 """How many times wider than the last one the next window may be."""
+
+_OVERSHOOT: Final = 1.5
+"""How far past its aim a window may be expected to go before it is narrowed."""
 
 
 @dataclass(frozen=True, order=True)
@@ -124,6 +128,14 @@ class WindowPlanner:
     after a small one aims at what the chunk has room for, and
     :meth:`closes_chunk` says where each chunk ends.
 
+    A window planned before its rows were known (a table's first, the one after
+    a quiet stretch, an hour of an incident) may hold far more rows than it
+    aims at. While it is the newest window, its reader may :meth:`narrow` it
+    once its first pages show how dense it is; the next window starts where
+    the narrowed one ends. With more than one reader, windows are planned one
+    at a time until some rows have been seen (:attr:`ready`), so that the
+    first ones can be narrowed too.
+
     Rows may be wide (a span can hold a whole prompt), so the row counts are
     also bounded in bytes: once :meth:`measure` has seen how wide the rows
     are, pages shrink to ``page_bytes`` and chunks to ``chunk_bytes``, and the
@@ -180,6 +192,9 @@ class WindowPlanner:
         self._density: float | None = None
         self._chunk_held = 0
         self._chunk_ends: set[datetime] = set()
+        self._narrowed: dict[datetime, Window] = {}
+        # Readers narrow windows while others plan them.
+        self._lock = threading.Lock()
 
     @property
     def width(self) -> timedelta:
@@ -221,17 +236,66 @@ class WindowPlanner:
         """Whether every window up to `end` has been planned."""
         return self._next_lo >= self.end
 
+    @property
+    def in_flight(self) -> int:
+        """How many planned windows have not been observed yet."""
+        return self._in_flight
+
+    @property
+    def ready(self) -> bool:
+        """Whether another window may be planned while others are read.
+
+        Until some rows have been seen, nothing tells how wide a window
+        should be, so windows are read one at a time: only the newest one
+        can be narrowed, and an empty stretch gains nothing from readers.
+        """
+        return self._in_flight == 0 or bool(self._density)
+
     def next_window(self) -> Window | None:
         """The next window, or None once the range is covered."""
-        lo = self._next_lo
-        if lo >= self.end:
-            return None
+        with self._lock:
+            lo = self._next_lo
+            if lo >= self.end:
+                return None
 
-        width = max(self._split(self.end - lo), MIN_WIDTH)
-        hi = min(lo + width, self.end)
-        self._next_lo = hi
-        self._in_flight += 1
-        return Window(lo, hi)
+            width = max(self._split(self.end - lo), MIN_WIDTH)
+            hi = min(lo + width, self.end)
+            self._next_lo = hi
+            self._in_flight += 1
+            return Window(lo, hi)
+
+    def narrow(self, window: Window, rows: int, reached: datetime) -> Window | None:
+        """A narrower window to finish `window` in, if it holds too many rows.
+
+        Its reader has read `rows` rows so far, in order of the window's
+        column, up to `reached`. If that many over that much of the window
+        make it likely to hold more than half as much again as it aims at,
+        it is cut where it would hold about its aim, and never before
+        `reached`. Only the newest window can be narrowed, as the next one
+        must start where it ends.
+        """
+        with self._lock:
+            if window.hi != self._next_lo or not window.lo <= reached < window.hi:
+                return None
+            aim = self._aim()
+            covered = (reached - window.lo) / window.width
+            if rows <= aim * _OVERSHOOT * covered:
+                return None
+
+            share = (reached - window.lo) * (aim / rows)
+            least = reached + timedelta(microseconds=1)
+            hi = max(window.lo + _clamp(share, timedelta(0), window.width), least)
+            if hi >= window.hi:
+                return None
+            narrower = Window(window.lo, hi)
+            self._next_lo = hi
+            self._narrowed[window.lo] = narrower
+            return narrower
+
+    def as_read(self, window: Window) -> Window:
+        """`window` as its reader finished it: narrowed, or as planned."""
+        with self._lock:
+            return self._narrowed.pop(window.lo, window)
 
     def closes_chunk(self, window: Window) -> bool:
         """Whether a chunk ends with `window`, once it has been observed."""
@@ -243,7 +307,11 @@ class WindowPlanner:
             self.row_bytes = nbytes / rows
 
     def observe(self, window: Window, rows: int) -> None:
-        """Learn from a window that has been read whole."""
+        """Learn from a window that has been read whole (as :meth:`as_read`)."""
+        with self._lock:
+            self._observe(window, rows)
+
+    def _observe(self, window: Window, rows: int) -> None:
         self._in_flight = max(self._in_flight - 1, 0)
         seconds = window.width.total_seconds()
         self._density = rows / seconds
@@ -258,6 +326,16 @@ class WindowPlanner:
             return
         wanted = timedelta(seconds=min(self.target_rows, room) / self._density)
         self._width = _clamp(wanted, MIN_WIDTH, ceiling)
+
+    def _aim(self) -> int:
+        """The rows the window being read aims at.
+
+        With one reader cutting chunks, that is what the chunk has room for.
+        """
+        if self.chunk_rows is None:
+            return self.target_rows
+        room = self.chunk_rows - self._chunk_held
+        return max(min(self.target_rows, room), self.page_rows)
 
     def _room_after(self, window: Window, rows: int) -> int:
         """The rows the chunk has room for after `window`, ending it if full.

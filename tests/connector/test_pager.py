@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -117,6 +117,47 @@ def test_small_pages_with_heavy_ties_lose_and_repeat_nothing() -> None:
     with sandbox(rows) as server:
         table = read_all(server, 100)
         assert attribute_multiset(table) == attribute_multiset(expected(server))
+
+
+def test_a_window_narrowed_after_a_page_reads_the_narrower_one_once(
+    mixed: SandboxServer,
+) -> None:
+    calls: list[tuple[Window, int, datetime]] = []
+    cut: list[Window] = []
+
+    def narrow(window: Window, rows: int, reached: datetime) -> WindowQuery | None:
+        calls.append((window, rows, reached))
+        if cut:
+            return None
+        cut.append(Window(window.lo, reached + timedelta(minutes=30)))
+        return window_query(cut[0])
+
+    with LogfireClient(mixed.token, base_url=mixed.url, retry=FAST) as client:
+        pages = read_window(client, window_query(), page_size=1_000, narrow=narrow)
+        table = pa.Table.from_batches(list(pages))
+
+    (narrower,) = cut
+    wanted = expected(mixed).filter(
+        pa.compute.less(expected(mixed)["created_at"], pa.scalar(narrower.hi, TS))
+    )
+    assert 1_000 < table.num_rows < expected(mixed).num_rows
+    assert attribute_multiset(table) == attribute_multiset(wanted)
+    assert calls[0][:2] == (WINDOW, 1_000)
+    assert all(window == narrower for window, _, _ in calls[1:])
+    assert [rows for _, rows, _ in calls] == sorted({rows for _, rows, _ in calls})
+
+
+def test_a_narrower_window_that_drops_rows_already_read_is_refused(
+    mixed: SandboxServer,
+) -> None:
+    def narrow(window: Window, rows: int, reached: datetime) -> WindowQuery:
+        return window_query(Window(window.lo, reached))
+
+    with (
+        LogfireClient(mixed.token, base_url=mixed.url, retry=FAST) as client,
+        pytest.raises(ValueError, match="cannot narrow"),
+    ):
+        list(read_window(client, window_query(), page_size=1_000, narrow=narrow))
 
 
 def test_rows_come_in_key_order(mixed: SandboxServer) -> None:

@@ -19,6 +19,7 @@ from synchelp import (
     sandbox,
 )
 
+from connector import TableSynced
 from connector.sync import run_backfill, run_sync
 from sandbox.server import SandboxServer
 
@@ -79,3 +80,43 @@ def test_a_new_pipeline_merges_into_a_table_another_one_filled(
     assert disposition(second) == "merge"
     rows = server.store.visible("records", server.clock.now())
     assert_same_rows(first.table("records"), expected_rows(rows, HORIZON))
+
+
+@pytest.mark.parametrize(("concurrency", "most"), [(1, 1_750), (2, 2_000)])
+def test_a_burst_after_a_quiet_stretch_is_loaded_in_bounded_chunks(
+    tmp_path: Path, concurrency: int, most: int
+) -> None:
+    # An empty first hour grows the next window eightfold, over all 6,000
+    # rows of a ten-minute burst: one chunk of them all, unless the window
+    # narrows once its first page shows how dense it is.
+    burst_start = NOW - timedelta(hours=3)
+    records = make_records(
+        6_000, seed=33, start=burst_start, end=burst_start + timedelta(minutes=10)
+    )
+    chunks: list[int] = []
+
+    def note(event: object) -> None:
+        if isinstance(event, TableSynced):
+            chunks.append(event.rows)
+
+    with sandbox(records) as server:
+        dest = destination(tmp_path)
+        report = run_sync(
+            dest.pipeline,
+            progress=note,
+            **options(
+                server,
+                start=(burst_start - timedelta(hours=1)).isoformat(),
+                chunk_rows=1_000,
+                page_size=250,
+                target_pages=4,
+                concurrency=concurrency,
+            ),
+        )
+        wanted = expected_rows(server.store.visible("records", NOW), HORIZON)
+
+    assert report.caught_up
+    assert sum(chunks) == 6_000
+    assert len(chunks) >= 4
+    assert max(chunks) <= most
+    assert_same_rows(dest.table("records"), wanted)

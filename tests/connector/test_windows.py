@@ -116,6 +116,68 @@ def test_more_readers_leave_chunks_to_the_consumer() -> None:
     assert not any(cutter.closes_chunk(window) for window in windows)
 
 
+def test_a_window_far_denser_than_planned_narrows_to_about_its_aim() -> None:
+    # An hour planned blind: its first 10,000 rows took 30 seconds, so the
+    # whole hour would hold 1.2 million rows, six times the 200,000 aimed at.
+    plan = planner(START + timedelta(days=1))
+    window = plan.next_window()
+    assert window == Window(START, START + timedelta(hours=1))
+
+    reached = START + timedelta(seconds=30)
+    narrower = plan.narrow(window, 10_000, reached)
+
+    assert narrower == Window(START, START + timedelta(minutes=10))
+    assert plan.as_read(window) == narrower
+    assert plan.as_read(window) == window
+    plan.observe(narrower, 200_000)
+    following = plan.next_window()
+    assert following is not None
+    assert following.lo == narrower.hi
+
+
+def test_a_window_near_its_aim_is_not_narrowed() -> None:
+    plan = planner(START + timedelta(days=1))
+    window = plan.next_window()
+    assert window is not None
+    # On course for 280,000 rows: within half as much again as its aim.
+    assert plan.narrow(window, 70_000, START + timedelta(minutes=15)) is None
+    assert plan.as_read(window) == window
+
+
+def test_a_window_narrows_no_earlier_than_the_rows_it_read() -> None:
+    # All of a page at one instant: the window ends just after it.
+    plan = planner(START + timedelta(days=1))
+    window = plan.next_window()
+    assert window is not None
+    reached = START + timedelta(seconds=1)
+    narrower = plan.narrow(window, 300_000, reached)
+    assert narrower == Window(START, reached + timedelta(microseconds=1))
+
+
+def test_with_one_reader_a_window_aims_at_the_room_left_in_its_chunk() -> None:
+    cutter = planner(START + timedelta(days=3), chunk_rows=200_000)
+    first = cutter.next_window()
+    assert first is not None
+    cutter.observe(first, 150_000)
+    window = cutter.next_window()
+    assert window is not None
+    # 50,000 rows of room; at this pace the window holds 150,000.
+    quarter = window.lo + window.width / 4
+    narrower = cutter.narrow(window, 37_500, quarter)
+    assert narrower is not None
+    assert narrower.width == pytest.approx(window.width / 3, abs=MIN_WIDTH)
+
+
+def test_only_the_newest_window_narrows() -> None:
+    plan = planner(START + timedelta(days=1), concurrency=2)
+    first = plan.next_window()
+    second = plan.next_window()
+    assert first is not None
+    assert second is not None
+    assert plan.narrow(first, 10_000, START + timedelta(seconds=30)) is None
+    assert plan.narrow(second, 10_000, second.lo + timedelta(seconds=30)) is not None
+
+
 def test_wide_rows_shrink_pages_windows_and_chunks_to_their_bytes() -> None:
     cutter = planner(
         START + timedelta(days=3),
