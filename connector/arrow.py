@@ -51,6 +51,9 @@ _LOADED_AS: Final[Mapping[ColumnKind, pa.DataType]] = {
 _PER_SECOND: Final = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 """How many of each Arrow duration unit make a second."""
 
+_DECIMAL_DIGITS: Final = 38
+"""The most digits of a decimal that destinations take (DuckDB, BigQuery)."""
+
 _JSON_SPACE: Final = " \t\n\r"
 """The whitespace JSON allows around a value."""
 
@@ -154,8 +157,9 @@ def plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` with encoded columns decoded, text plain, timestamps in microseconds.
 
     The Arrow stream format lets a service send any column as a dictionary, and
-    with any index type from one response to the next; DataFusion, which
-    Logfire runs, sends text as string views by default. Key and window checks
+    with any index type from one response to the next, or tagged with an
+    extension type such as ``arrow.json``; DataFusion, which Logfire runs,
+    sends text as string views by default. Key and window checks
     need plain values in types pyarrow's kernels all take, and dlt refuses
     pages whose types differ.
     """
@@ -172,7 +176,9 @@ def plain_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def _needs_plain(kind: pa.DataType) -> bool:
     return bool(
-        pa.types.is_dictionary(kind)
+        isinstance(kind, pa.BaseExtensionType)
+        or pa.types.is_binary_view(kind)
+        or pa.types.is_dictionary(kind)
         or pa.types.is_run_end_encoded(kind)
         or _is_wide_text(kind)
         or (pa.types.is_timestamp(kind) and kind.unit != "us")
@@ -180,6 +186,12 @@ def _needs_plain(kind: pa.DataType) -> bool:
 
 
 def _plain(column: pa.Array) -> pa.Array:
+    if isinstance(column.type, pa.BaseExtensionType):
+        # Such as arrow.json: the values are their storage's, which kernels
+        # and destinations take.
+        column = column.storage
+    if pa.types.is_binary_view(column.type):
+        column = column.cast(pa.binary())
     if pa.types.is_run_end_encoded(column.type):
         column = pc.run_end_decode(column)
     if pa.types.is_dictionary(column.type):
@@ -371,6 +383,15 @@ def _convert(column: pa.Array) -> pa.Array:
         return list_to_json(column)
     if _is_nested(kind):
         return _python_json(column)
+    if pa.types.is_uint64(kind):
+        # No signed integer holds values from 2**63, and every destination
+        # takes decimals of 20 digits.
+        return column.cast(pa.decimal128(20, 0))
+    if pa.types.is_decimal256(kind):
+        # Destinations take at most 38 digits; more can only be text.
+        if kind.precision <= _DECIMAL_DIGITS:
+            return column.cast(pa.decimal128(kind.precision, kind.scale))
+        return column.cast(pa.string())
     if pa.types.is_duration(kind):
         # dlt has no duration type; Logfire's own `duration` is in seconds.
         seconds = column.cast(pa.int64()).cast(pa.float64())

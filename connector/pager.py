@@ -483,7 +483,10 @@ class _Pager:
         self._check_window(batch)
 
         previous = page.last_key or (page.cursor.values if page.cursor else None)
-        if previous is not None and not _ordered(previous, keys):
+        if previous is None:
+            # The first batch of a window still has its own rows to order.
+            previous = tuple(array[0] for array in keys)
+        if not _ordered(previous, keys):
             raise self._violation(
                 "the rows did not come back in the order the query asked for"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
@@ -56,6 +57,45 @@ def test_encoded_text_is_decoded_for_the_pager_and_the_load() -> None:
     for shaped in (plain_columns(batch), prepare_batch(batch)):
         assert shaped.schema.types == [pa.string()] * 2
         assert shaped.to_pydict() == expected
+
+
+def test_extension_types_and_binary_views_become_their_plain_values() -> None:
+    # A service may tag JSON text as arrow.json; metrics page on `attributes`.
+    json_text = pa.array(['{"host": "a"}', None], pa.json_(pa.string()))
+    batch = pa.record_batch(
+        {
+            "attributes": json_text,
+            "blob": pa.array([b"\x00\xff", None], pa.binary_view()),
+        }
+    )
+    for shaped in (plain_columns(batch), prepare_batch(batch, {"attributes"})):
+        assert shaped.schema.types == [pa.string(), pa.binary()]
+        assert shaped.to_pydict() == {
+            "attributes": ['{"host": "a"}', None],
+            "blob": [b"\x00\xff", None],
+        }
+
+
+def test_numbers_no_destination_holds_become_ones_it_does() -> None:
+    big = pa.array([2**64 - 1, 1, None], pa.uint64())
+    digits = pa.array(["1" * 45, "2.5", None]).cast(pa.decimal256(50, 1))
+    narrow = pa.array(["12.25", None, "1"]).cast(pa.decimal256(10, 2))
+    batch = pa.record_batch({"big": big, "digits": digits, "narrow": narrow})
+
+    prepared = prepare_batch(batch)
+
+    assert prepared.schema.types == [
+        pa.decimal128(20, 0),
+        pa.string(),
+        pa.decimal128(10, 2),
+    ]
+    assert prepared.column("big").to_pylist()[:2] == [Decimal(2**64 - 1), Decimal(1)]
+    assert prepared.column("digits").to_pylist() == ["1" * 45 + ".0", "2.5", None]
+    assert prepared.column("narrow").to_pylist() == [
+        Decimal("12.25"),
+        None,
+        Decimal("1.00"),
+    ]
 
 
 def test_the_pager_gets_microseconds_from_finer_timestamps() -> None:

@@ -248,6 +248,28 @@ def test_rows_out_of_key_order_fail_loudly(mixed: SandboxServer) -> None:
         list(read_window(client, descending, page_size=10_000))
 
 
+def test_a_window_read_in_one_batch_out_of_key_order_fails_loudly() -> None:
+    # Nothing precedes the first batch of a window to compare it with: its
+    # rows are checked against each other.
+    honest = window_query()
+    descending = WindowQuery(
+        lambda extra, limit: honest.build(extra, limit).replace(" ASC", " DESC"),
+        honest.key,
+        honest.window,
+        "created_at",
+        honest.min_timestamp,
+        honest.max_timestamp,
+        "records",
+    )
+    rows = make_records(50, seed=9, start=WINDOW.lo, end=WINDOW.hi)
+    with (
+        sandbox(rows) as server,
+        LogfireClient(server.token, base_url=server.url, retry=FAST) as client,
+        pytest.raises(LogfireSyncError, match="order"),
+    ):
+        list(read_window(client, descending, page_size=10_000))
+
+
 def test_a_key_holding_nul_characters_pages_on_without_loss() -> None:
     # Data may hold NUL, which no SQL literal can: the page boundary's message
     # has to be written as an expression the service compares equal to it.
