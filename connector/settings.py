@@ -84,6 +84,13 @@ times that while it decodes and shapes the page.
 """
 
 _GUARANTEED_SETTLE: Final = timedelta(minutes=5)
+_INGEST_BACK: Final = timedelta(hours=24)
+_INGEST_AHEAD: Final = timedelta(hours=1)
+# Instants and durations far beyond any telemetry's would overflow Python's
+# datetimes once the scan bounds are added to them.
+_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
+_LONGEST: Final = timedelta(days=36_500)
 _UNIT_SECONDS: Final = {
     "w": 604_800.0,
     "d": 86_400.0,
@@ -262,6 +269,11 @@ def parse_duration(value: object, option: str) -> timedelta:
 
     if not math.isfinite(seconds) or seconds < 0:
         raise _bad_duration(option, value)
+    if seconds > _LONGEST.total_seconds():
+        raise ConfigurationError(
+            f"{option} = {value!r} is longer than 100 years, more than any "
+            "telemetry spans. Give a shorter duration, such as '1h' or '30d'."
+        )
     return timedelta(microseconds=round(seconds * 1_000_000))
 
 
@@ -298,7 +310,16 @@ def parse_instant(value: object, option: str) -> datetime:
             "it means is unclear. Add an offset, such as "
             f"'{parsed.isoformat()}Z' for UTC."
         )
-    moment = parsed.astimezone(UTC)
+    try:
+        moment = parsed.astimezone(UTC)
+    except OverflowError:
+        moment = _LATEST
+    if not _EARLIEST <= moment < _LATEST:
+        raise ConfigurationError(
+            f"{option} = {parsed.isoformat()} is outside the years 1970 to 2199, "
+            "where any telemetry lies. Check the year, and give a time such as "
+            "'2026-05-01T00:00:00Z'."
+        )
     return datetime.combine(moment.date(), moment.time(), UTC)
 
 
@@ -631,6 +652,20 @@ def _check_together(settings: Settings) -> None:
             f"({settings.lateness_ahead}) to it. Choose at most "
             f"{settings.max_width}, such as '1d'; later windows widen by "
             "themselves where the data is sparse."
+        )
+    if settings.lateness_back < _INGEST_BACK:
+        logger.warning(
+            "lateness_back is %s, less than the 24 hours by which Logfire keeps "
+            "spans that started before they were stored: spans stored later "
+            "than that after their start are never read. `verify` finds them.",
+            settings.lateness_back,
+        )
+    if settings.lateness_ahead < _INGEST_AHEAD:
+        logger.warning(
+            "lateness_ahead is %s, less than the hour by which Logfire keeps "
+            "rows timestamped after they were stored: such rows are never "
+            "read. `verify` finds them.",
+            settings.lateness_ahead,
         )
     if settings.settle < _GUARANTEED_SETTLE:
         logger.warning(

@@ -58,6 +58,7 @@ from connector.settings import (
 from connector.sql import in_list, quote_identifier, timestamp_literal
 from connector.tables import TABLES, KeyColumn, TableSpec
 from connector.windows import (
+    BOUND_MARGIN,
     Window,
     WindowPlanner,
     created_at_scan,
@@ -78,6 +79,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _RETENTION: Final = timedelta(days=30)
+_INGEST_AHEAD: Final = timedelta(hours=1)
+"""How far after they were stored Logfire keeps rows' event times."""
+_FUTURE_START: Final = timedelta(hours=1)
+"""How far past the service's clock a first sync's start may be: clocks differ."""
 _OFFSET_SLACK: Final = 60
 """Seconds the clocks' offset may move before the state keeps the new one."""
 _SELECT: Final = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
@@ -589,7 +594,7 @@ class _TableSync:
         settings = self.settings
         watermark = _stored_instant(state, "watermark")
         if watermark is None:
-            watermark = settings.start or now - _first_sync()
+            watermark = _first_watermark(settings, now, self.spec.name)
             self._warn_if_beyond_retention(watermark, now, "the first sync")
             state["watermark"] = _iso(watermark)
         else:
@@ -657,7 +662,10 @@ class _TableSync:
         done_until = _stored_instant(progress, "done_until")
         assert done_until is not None
         span = settings.chunk_span(by_rows=self._chunked)
-        end = _capped(settings.backfill[1], done_until, span)
+        # No row stored before the horizon has an event time much after it: a
+        # range that goes further would only cost empty requests.
+        latest = horizon + max(settings.lateness_ahead, _INGEST_AHEAD) + BOUND_MARGIN
+        end = _capped(min(settings.backfill[1], latest), done_until, span)
         if done_until == settings.backfill[0]:
             self._warn_if_beyond_retention(done_until, now, "the backfill")
 
@@ -832,6 +840,26 @@ def _first_sync() -> timedelta:
     value = DEFAULTS["first_sync"]
     assert isinstance(value, timedelta)
     return value
+
+
+def _first_watermark(settings: Settings, now: datetime, table: str) -> datetime:
+    """Where the first sync of `table` starts: `start`, or a day before `now`.
+
+    Raises:
+        ConfigurationError: If `start` is well after the service's clock. The
+            watermark would be stored there, and every later run, which goes
+            on from it whatever its `start`, would load nothing until then.
+    """
+    if settings.start is None:
+        return now - _first_sync()
+    if settings.start > now + _FUTURE_START:
+        raise ConfigurationError(
+            f"start = {settings.start.isoformat()} is after the service's clock "
+            f"({now.isoformat()}): the first sync of {table} would find nothing, "
+            "and every later run would go on from there. Check the year, or "
+            "leave start out to begin a day back. Nothing was stored."
+        )
+    return settings.start
 
 
 class _TableQuery:
@@ -1309,7 +1337,7 @@ class _QuerySync:
             horizon = now - settings.settle
             watermark = _stored_instant(state, "watermark")
             if watermark is None:
-                watermark = settings.start or now - _first_sync()
+                watermark = _first_watermark(settings, now, self.query.name)
                 state["watermark"] = _iso(watermark)
 
             end = _capped(horizon, watermark, settings.chunk_span(by_rows=False))

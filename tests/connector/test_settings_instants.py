@@ -10,7 +10,8 @@ import pendulum
 import pytest
 from synchelp import NOW, destination, make_records, sandbox
 
-from connector.settings import parse_instant
+from connector.errors import ConfigurationError
+from connector.settings import parse_duration, parse_instant
 from connector.sync import run_backfill
 from sandbox.server import SandboxServer
 
@@ -58,3 +59,18 @@ def test_a_backfill_accepts_pendulum_instants(
 
     assert report.caught_up
     assert report.rows > 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0001-01-01T00:00:00+02:00", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z"],
+)
+def test_instants_beyond_any_telemetry_are_refused_naming_the_year(text: str) -> None:
+    with pytest.raises(ConfigurationError, match="years 1970 to 2199"):
+        parse_instant(text, "start")
+
+
+def test_durations_beyond_a_century_are_refused() -> None:
+    assert parse_duration("36500d", "settle") == timedelta(days=36_500)
+    with pytest.raises(ConfigurationError, match="100 years"):
+        parse_duration(1e12, "settle")

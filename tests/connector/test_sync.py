@@ -612,3 +612,44 @@ def test_an_extra_column_that_changes_type_loads_into_a_variant_column(
 
 
 LATER = timedelta(hours=3)
+
+
+def test_a_first_start_after_the_services_clock_is_refused_storing_nothing(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # A mistyped year would keep every later run waiting for it.
+    dest = destination(tmp_path)
+    typo = (NOW.replace(year=2062)).isoformat()
+    with pytest.raises(ConfigurationError, match="after the service's clock"):
+        run_sync(dest.pipeline, **options(server, start=typo))
+
+    report = run_sync(dest.pipeline, **options(server))
+
+    assert report.rows == (
+        visible(server, "records").num_rows + visible(server, "metrics").num_rows
+    )
+
+
+def test_a_backfill_ending_years_ahead_reads_no_further_than_rows_can_be(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    near = run_backfill(dest.pipeline, FROM, NOW + timedelta(days=1), **options(server))
+    far = run_backfill(
+        dest.pipeline, FROM, NOW + timedelta(days=3650), **options(server)
+    )
+
+    assert far.rows == near.rows > 0
+    # One empty request for each 13 days up to the end, before.
+    assert far.requests <= near.requests + 2
+
+
+def test_lateness_below_logfires_bounds_warns(
+    server: SandboxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    short = options(server, lateness_back="1h", lateness_ahead="10m")
+    run_sync(destination(tmp_path).pipeline, tables=["metrics"], **short)
+
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "lateness_back is 1:00:00, less than the 24 hours" in said
+    assert "lateness_ahead is 0:10:00, less than the hour" in said
