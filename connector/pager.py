@@ -78,6 +78,9 @@ logger = logging.getLogger(__name__)
 MAX_LIMIT: Final = 10_000
 """The most rows the service returns for one request."""
 
+_GATHER_ROWS: Final = 1_000
+"""Batches of fewer rows are put together up to this many before they are checked."""
+
 _KEY_TYPES: Final = {"timestamp": TIMESTAMP, "text": pa.string()}
 """The type a key column of each kind is compared in."""
 
@@ -409,9 +412,8 @@ class _Pager:
             unmarked=None if query.count is None else page.mark_unmarked,
         )
         with _closing(stream):
-            for batch in stream:
-                if batch.num_rows:
-                    yield from self._take(page, plain_columns(batch))
+            for batch in _gathered(stream):
+                yield from self._take(page, plain_columns(batch))
         self._check_end(page)
 
     def _take(self, page: _Page, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
@@ -606,6 +608,37 @@ class _Pager:
             "Nothing from this window was committed; report this to the "
             "service's maintainers."
         )
+
+
+def _gathered(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The non-empty batches of a stream, small ones put together.
+
+    A service may stream a page in batches of a few rows each (one per file
+    or partition it scanned), and every batch costs the checks, the shaping
+    and dlt about the same whatever its size.
+    """
+    small: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        if not small and batch.num_rows >= _GATHER_ROWS:
+            yield batch
+            continue
+        small.append(plain_columns(batch))
+        rows += batch.num_rows
+        if rows >= _GATHER_ROWS:
+            yield _joined(small)
+            small, rows = [], 0
+    if small:
+        yield _joined(small)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of `batches`, which share a stream's schema."""
+    if len(batches) == 1:
+        return batches[0]
+    return pa.concat_batches(batches)
 
 
 @contextlib.contextmanager

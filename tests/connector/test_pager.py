@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pytest
+import tenacity
 from synchelp import NOW, TS, make_records, sandbox
 
 from connector.client import LogfireClient
@@ -158,6 +159,61 @@ def test_a_narrower_window_that_drops_rows_already_read_is_refused(
         pytest.raises(ValueError, match="cannot narrow"),
     ):
         list(read_window(client, window_query(), page_size=1_000, narrow=narrow))
+
+
+class RowByRowReader:
+    """A client whose streams come one row a batch, with empty batches between."""
+
+    def __init__(self, client: LogfireClient) -> None:
+        self.client = client
+
+    def stream_arrow(
+        self,
+        sql: str,
+        *,
+        min_timestamp: datetime,
+        max_timestamp: datetime | None = None,
+        limit: int = 10_000,
+        unmarked: Callable[[], None] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        stream = self.client.stream_arrow(
+            sql,
+            min_timestamp=min_timestamp,
+            max_timestamp=max_timestamp,
+            limit=limit,
+            unmarked=unmarked,
+        )
+        for batch in stream:
+            for row in range(batch.num_rows):
+                yield batch.slice(row, 1)
+                yield batch.slice(row, 0)
+
+    def retrying(self) -> tenacity.Retrying:
+        return FAST.retrying()
+
+
+def test_rows_streamed_one_a_batch_are_passed_on_in_few_batches() -> None:
+    rows = pa.concat_tables(
+        [
+            make_records(2_500, seed=4, start=WINDOW.lo, end=WINDOW.hi),
+            tied_rows(300, created_offset=timedelta(0), same_key=False),
+            tied_rows(40, created_offset=timedelta(seconds=1), same_key=True),
+        ]
+    )
+    with (
+        sandbox(rows) as server,
+        LogfireClient(server.token, base_url=server.url, retry=FAST) as client,
+    ):
+        batches = list(
+            read_window(RowByRowReader(client), window_query(), page_size=1_000)
+        )
+        wanted = expected(server)
+
+    table = pa.Table.from_batches(batches)
+    assert attribute_multiset(table) == attribute_multiset(wanted)
+    # Three pages of 1,000 rows and the rest: a few batches each, held runs
+    # included, rather than one for every row.
+    assert len(batches) <= 12
 
 
 def test_rows_come_in_key_order(mixed: SandboxServer) -> None:
