@@ -32,6 +32,7 @@ from connector.windows import MIN_WIDTH, max_created_at_width
 
 __all__ = [
     "DEFAULTS",
+    "INGEST_AHEAD",
     "LEVELS",
     "Settings",
     "WriteDisposition",
@@ -85,7 +86,8 @@ times that while it decodes and shapes the page.
 
 _GUARANTEED_SETTLE: Final = timedelta(minutes=5)
 _INGEST_BACK: Final = timedelta(hours=24)
-_INGEST_AHEAD: Final = timedelta(hours=1)
+INGEST_AHEAD: Final = timedelta(hours=1)
+"""How far after it was stored Logfire keeps a row's event time (a clock ahead)."""
 # Instants and durations far beyond any telemetry's would overflow Python's
 # datetimes once the scan bounds are added to them.
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -660,7 +662,7 @@ def _check_together(settings: Settings) -> None:
             "than that after their start are never read. `verify` finds them.",
             settings.lateness_back,
         )
-    if settings.lateness_ahead < _INGEST_AHEAD:
+    if settings.lateness_ahead < INGEST_AHEAD:
         logger.warning(
             "lateness_ahead is %s, less than the hour by which Logfire keeps "
             "rows timestamped after they were stored: such rows are never "

@@ -52,6 +52,7 @@ from connector.readahead import ReadAhead, Reading
 from connector.retry import RetryPolicy
 from connector.settings import (
     DEFAULTS,
+    INGEST_AHEAD,
     Settings,
     build_settings,
 )
@@ -79,8 +80,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _RETENTION: Final = timedelta(days=30)
-_INGEST_AHEAD: Final = timedelta(hours=1)
-"""How far after they were stored Logfire keeps rows' event times."""
 _FUTURE_START: Final = timedelta(hours=1)
 """How far past the service's clock a first sync's start may be: clocks differ."""
 _OFFSET_SLACK: Final = 60
@@ -664,7 +663,7 @@ class _TableSync:
         span = settings.chunk_span(by_rows=self._chunked)
         # No row stored before the horizon has an event time much after it: a
         # range that goes further would only cost empty requests.
-        latest = horizon + max(settings.lateness_ahead, _INGEST_AHEAD) + BOUND_MARGIN
+        latest = horizon + max(settings.lateness_ahead, INGEST_AHEAD) + BOUND_MARGIN
         end = _capped(min(settings.backfill[1], latest), done_until, span)
         if done_until == settings.backfill[0]:
             self._warn_if_beyond_retention(done_until, now, "the backfill")
