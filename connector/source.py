@@ -19,6 +19,8 @@ already loaded adds them again.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import re
 import time
@@ -1524,8 +1526,20 @@ def _open_reading(
             shaped = (_noting_empty_text(batch, window, emptied) for batch in shaped)
         yield from _regrouped(shaped, page_size)
 
+    _import_pandas()
     items = read_windows(planner, read, concurrency=settings.concurrency)
     return Reading(items, end, planner, client, now=now)
+
+
+def _import_pandas() -> None:
+    """Import pandas, where it is installed, before any reader thread starts.
+
+    pyarrow imports it on its first conversion of a timestamp to Python,
+    which a reader would do, while dlt looks for it in ``sys.modules`` on its
+    own thread: finding it half imported, dlt's extract fails.
+    """
+    with contextlib.suppress(ImportError):
+        importlib.import_module("pandas")
 
 
 def _nul_free(

@@ -653,3 +653,34 @@ def test_lateness_below_logfires_bounds_warns(
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "lateness_back is 1:00:00, less than the 24 hours" in said
     assert "lateness_ahead is 0:10:00, less than the hour" in said
+
+
+_READER_IMPORTS = """
+import sys
+from datetime import UTC, datetime, timedelta
+from connector.settings import build_settings
+from connector.source import _open_reading, _planner, _TableQuery
+from connector.tables import RECORDS
+
+assert "pandas" not in sys.modules
+settings = build_settings(read_token="t", base_url="http://127.0.0.1:9")
+start = datetime(2026, 5, 1, tzinfo=UTC)
+end = start + timedelta(hours=1)
+planner = _planner(settings, start, end, {}, settings.max_width)
+query = _TableQuery(RECORDS, settings, horizon=None)
+reading = _open_reading(planner, query.window_query, settings, end)
+print("pandas" in sys.modules)
+reading.close()
+"""
+
+
+def test_pandas_is_imported_before_any_reader_thread_starts() -> None:
+    # pyarrow imports pandas on a reader's first timestamp; dlt, on its own
+    # thread, found the module half imported and failed the extract.
+    done = subprocess.run(
+        [sys.executable, "-c", _READER_IMPORTS],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "True"
