@@ -30,13 +30,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import dlt
+from dlt.common.configuration import inject_section, resolve_configuration
 from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigValueCannotBeCoercedException,
 )
+from dlt.common.configuration.specs import known_sections
+from dlt.common.configuration.specs.config_section_context import (
+    ConfigSectionContext,
+)
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
+from dlt.load.configuration import LoaderConfiguration
 
 from connector.errors import (
     ConfigurationError,
@@ -369,6 +375,7 @@ def _run(
     """Run chunks until caught up, stalled or out of chunks, under the lock."""
     if max_chunks is not None and max_chunks < 1:
         raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
+    _refuse_unraised_job_failures(pipeline)
     options = _with_text_rules(pipeline, _with_disposition(pipeline, options))
     tally = _Tally(progress)
     # Under the pipeline's lock, so that a killed run's spool is cleared here.
@@ -696,15 +703,52 @@ def _holds_no_rows(pipeline: dlt.Pipeline, schema_name: str, table_name: str) ->
     return not rows
 
 
+def _refuse_unraised_job_failures(pipeline: dlt.Pipeline) -> None:
+    """Refuse a pipeline whose failed load jobs would not fail its run.
+
+    A package carries its rows and the watermark past them; with
+    `raise_on_failed_jobs` off, dlt completes a package whose job failed, and
+    its rows are never read again.
+    """
+    with inject_section(
+        ConfigSectionContext(
+            pipeline_name=pipeline.pipeline_name, sections=(known_sections.LOAD,)
+        )
+    ):
+        config = resolve_configuration(
+            LoaderConfiguration(), sections=(known_sections.LOAD,), accept_partial=True
+        )
+    if not config.raise_on_failed_jobs:
+        raise ConfigurationError(
+            "dlt is set not to raise when a load job fails (raise_on_failed_jobs = "
+            "false under [load] in config.toml, or LOAD__RAISE_ON_FAILED_JOBS in "
+            "the environment). A failed job's rows would then be lost: the "
+            "watermark past them is committed with the same package. Remove "
+            "the setting for this pipeline; nothing was read."
+        )
+
+
 def _run_chunk(pipeline: dlt.Pipeline, source: DltSource | None) -> None:
-    """One pipeline run, raising the connector's own error if it fails."""
+    """One pipeline run, raising the connector's own error if it fails.
+
+    Raises:
+        LogfireSyncError: If a load job failed without failing the run, which
+            only a setting checked before the first run allows.
+    """
     try:
-        pipeline.run(source)
+        info = pipeline.run(source)
     except Exception as failure:
         cause = _connector_error(failure) or _missing_config(pipeline, failure)
         if cause is None:
             raise
         raise cause from failure
+    if info is not None and info.has_failed_jobs:
+        raise LogfireSyncError(
+            f"A load job of {pipeline.pipeline_name} failed, and dlt completed its "
+            "package all the same, watermark included. Run `logfire-sync verify "
+            "--repair` over the loaded range to load its rows again.\n"
+            f"{info}"
+        )
 
 
 def _missing_config(

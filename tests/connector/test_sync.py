@@ -684,3 +684,25 @@ def test_pandas_is_imported_before_any_reader_thread_starts() -> None:
         check=True,
     )
     assert done.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    "variable", ["LOAD__RAISE_ON_FAILED_JOBS", "SYNC__LOAD__RAISE_ON_FAILED_JOBS"]
+)
+def test_a_pipeline_that_would_complete_failed_jobs_is_refused_before_reading(
+    server: SandboxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    # A failed job's package would still commit the watermark past its rows.
+    dest = destination(tmp_path)
+    monkeypatch.setenv(variable, "false")
+    queries = server.counters.snapshot()["queries"]
+
+    with pytest.raises(ConfigurationError, match="raise_on_failed_jobs"):
+        run_sync(dest.pipeline, **options(server))
+
+    assert server.counters.snapshot()["queries"] == queries
+    monkeypatch.delenv(variable)
+    assert run_sync(dest.pipeline, **options(server)).caught_up
