@@ -376,7 +376,7 @@ def _run(
     if max_chunks is not None and max_chunks < 1:
         raise ConfigurationError(f"max_chunks must be 1 or more, not {max_chunks}.")
     _refuse_unraised_job_failures(pipeline)
-    options = _with_text_rules(pipeline, _with_disposition(pipeline, options))
+    options = _with_text_rules(pipeline, with_disposition(pipeline, options))
     tally = _Tally(progress)
     # Under the pipeline's lock, so that a killed run's spool is cleared here.
     read_ahead = ReadAhead(Path(pipeline.working_dir) / _READ_AHEAD_FOLDER)
@@ -471,9 +471,13 @@ def _refuse_appended_copies(
 def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:
     """Why a run into an append-only table was refused, and what to do."""
     kind = destination_kind(pipeline)
+    appends = (
+        f"Rows are appended into {table} (by write_disposition append, or as "
+        f"the {kind} destination only appends rows)"
+    )
     if sync:
         return (
-            f"The {kind} destination only appends rows, and {table} holds rows "
+            f"{appends}, and it holds rows "
             "that a backfill of this pipeline loaded: a sync would add a second "
             "copy of every one of them it reads again. Sync into another dataset "
             "(another pipeline name and dataset_name). To load history into a "
@@ -481,11 +485,10 @@ def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:
             "start instead of backfilling."
         )
     return (
-        f"The {kind} destination only appends rows, and {table} already holds "
-        "rows: a backfill would add a second copy of every row the sync loaded "
-        "in its range. Backfill into a fresh dataset (another pipeline name and "
-        "dataset_name), or load into a destination that merges, such as DuckDB "
-        "or PostgreSQL."
+        f"{appends}, and it already holds rows: a backfill would add a second "
+        "copy of every row the sync loaded in its range. Backfill into a fresh "
+        "dataset (another pipeline name and dataset_name), or load with merge "
+        "into a destination that can, such as DuckDB or PostgreSQL."
     )
 
 
@@ -817,20 +820,41 @@ def _connector_error(failure: BaseException) -> LogfireSyncError | None:
     return None
 
 
-def _with_disposition(
-    pipeline: dlt.Pipeline, options: dict[str, Any]
-) -> dict[str, Any]:
-    """The options, with append for destinations that cannot delete-insert."""
-    if options.get("write_disposition") is not None or pipeline.destination is None:
-        return options
-    strategies = pipeline.destination.capabilities().supported_merge_strategies
-    if "delete-insert" in strategies:
-        return options
-    logger.info(
-        "The %s destination cannot merge by delete-insert, so rows are appended.",
-        pipeline.destination.destination_name,
-    )
-    return {**options, "write_disposition": "append"}
+def with_disposition(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[str, Any]:
+    """The options, with the write disposition the rows will really get.
+
+    That is the one given or configured (merge by default), but append on a
+    destination that cannot delete-insert, where dlt would append anyway:
+    the checks against appended copies must know.
+    """
+    disposition = options.get("write_disposition")
+    if disposition is None:
+        disposition = configured_option("write_disposition") or "merge"
+    if disposition == "merge" and pipeline.destination is not None:
+        strategies = pipeline.destination.capabilities().supported_merge_strategies
+        if "delete-insert" not in strategies:
+            logger.info(
+                "The %s destination cannot merge by delete-insert, so rows are "
+                "appended.",
+                pipeline.destination.destination_name,
+            )
+            disposition = "append"
+    return {**options, "write_disposition": disposition}
+
+
+def configured_option(name: str, *, secret: bool = False, listed: bool = False) -> Any:
+    """An option from dlt's config or secrets, as the source would find it."""
+    accessor = dlt.secrets if secret else dlt.config
+    for key in (f"sources.logfire.{name}", f"sources.{name}"):
+        try:
+            value: Any = accessor.get(key, list) if listed else accessor.get(key)
+        except Exception as error:
+            raise ConfigurationError(
+                f"The configured {name} ({key}) cannot be read: {error}"
+            ) from None
+        if value is not None:
+            return value
+    return None
 
 
 def _with_text_rules(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[str, Any]:

@@ -44,11 +44,13 @@ from connector.source import Progress, table_filters
 from connector.sql import quote_identifier, timestamp_literal
 from connector.sync import (
     SyncReport,
+    configured_option,
     destination_kind,
     missing_destination_config,
     read_status,
     refuse_other_targets,
     run_backfill,
+    with_disposition,
 )
 from connector.tables import EPOCH_LITERAL, TABLES, TableName, TableSpec
 from connector.windows import Window, event_time_scan, max_event_time_width
@@ -478,10 +480,10 @@ def _settings(options: Mapping[str, Any]) -> Settings:
     # The source's table_columns is build_settings' columns; verify ignores it.
     resolved["columns"] = resolved.pop("table_columns", None)
     if resolved.get("read_token") is None:
-        resolved["read_token"] = _configured("read_token", secret=True)
+        resolved["read_token"] = configured_option("read_token", secret=True)
     for name in (*_LIST_OPTIONS, *_OTHER_OPTIONS):
         if resolved.get(name) is None:
-            resolved[name] = _configured(name, listed=name in _LIST_OPTIONS)
+            resolved[name] = configured_option(name, listed=name in _LIST_OPTIONS)
     if resolved["read_token"] is None:
         raise ConfigurationError(
             "No read token: set LOGFIRE_READ_TOKEN, or read_token in "
@@ -495,21 +497,6 @@ def _settings(options: Mapping[str, Any]) -> Settings:
             f"verify was given an option the sync does not know ({error}). "
             "Pass only the options of logfire_source."
         ) from None
-
-
-def _configured(name: str, *, secret: bool = False, listed: bool = False) -> Any:
-    """An option from dlt's config or secrets, as the source would find it."""
-    accessor = dlt.secrets if secret else dlt.config
-    for key in (f"sources.logfire.{name}", f"sources.{name}"):
-        try:
-            value: Any = accessor.get(key, list) if listed else accessor.get(key)
-        except Exception as error:
-            raise ConfigurationError(
-                f"The configured {name} ({key}) cannot be read: {error}"
-            ) from None
-        if value is not None:
-            return value
-    return None
 
 
 def _client(settings: Settings) -> LogfireClient:
@@ -567,14 +554,12 @@ def _destination_error(pipeline: dlt.Pipeline, error: Exception) -> DestinationE
 
 def _check_merges(pipeline: dlt.Pipeline, options: Mapping[str, Any]) -> None:
     """Refuse to repair where re-read rows would be appended as copies."""
-    appends = options.get("write_disposition") == "append"
-    if pipeline.destination is not None and not appends:
-        capabilities = pipeline.destination.capabilities()
-        appends = "delete-insert" not in capabilities.supported_merge_strategies
-    if appends:
+    disposition = with_disposition(pipeline, dict(options))["write_disposition"]
+    if disposition == "append":
         raise ConfigurationError(
-            f"The {_destination_name(pipeline)} destination only appends rows, "
-            "so a repair would add copies of every row it reads again. "
+            "Rows are appended here (by write_disposition append, or as the "
+            f"{_destination_name(pipeline)} destination only appends rows), so "
+            "a repair would add copies of every row it reads again. "
             "Reload the differing range into a fresh dataset instead."
         )
 

@@ -359,6 +359,35 @@ def test_a_backfill_that_would_append_copies_is_refused_before_any_request(
         run_backfill(pipeline, FROM, HORIZON, **options(server))
 
 
+def test_a_backfill_asking_merge_of_an_append_only_destination_is_refused(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # The filesystem destination appends whatever the disposition says.
+    pipeline, files = files_pipeline(tmp_path, "asks_merge")
+    run_sync(pipeline, **options(server))
+
+    with refused_untouched(server, files, "second copy"):
+        run_backfill(
+            pipeline, FROM, HORIZON, **options(server, write_disposition="merge")
+        )
+
+
+def test_append_set_in_dlts_config_refuses_a_backfill_over_synced_rows(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__LOGFIRE__WRITE_DISPOSITION", "append")
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, **options(server))
+    loaded = dest.count("records")
+    queries = server.counters.snapshot()["queries"]
+
+    with pytest.raises(ConfigurationError, match="second copy"):
+        run_backfill(dest.pipeline, FROM, HORIZON, **options(server))
+
+    assert server.counters.snapshot()["queries"] == queries
+    assert dest.count("records") == loaded
+
+
 def test_a_backfill_into_a_fresh_append_only_dataset_loads_once(
     server: SandboxServer, tmp_path: Path
 ) -> None:
