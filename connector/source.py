@@ -465,6 +465,29 @@ def refuse_another_target(
     )
 
 
+def _refuse_replace(table: str) -> None:
+    """Refuse to run with the replace disposition, given to ``pipeline.run``.
+
+    dlt starts a replaced resource's state afresh on every run, so each run
+    would read from a day back again and delete every row loaded before.
+
+    Raises:
+        ConfigurationError: If the resource is to replace its table.
+    """
+    disposition: Any = dlt.current.resource().write_disposition
+    if isinstance(disposition, Mapping):
+        disposition = disposition.get("disposition")
+    if disposition == "replace":
+        raise ConfigurationError(
+            f"{table} is to be loaded with write_disposition 'replace'. dlt "
+            "forgets a replaced resource's watermark on every run, so each run "
+            "would delete the rows loaded before and read only the last day "
+            "again. Leave write_disposition out of pipeline.run (the connector "
+            "merges, or appends where the destination cannot merge); to load "
+            "a range again, use a backfill. Nothing was read."
+        )
+
+
 def _claim_target(state: dict[str, Any], table: str) -> None:
     """Tie `state` to the running pipeline's target, or refuse another's."""
     pipeline = dlt.current.pipeline()
@@ -517,6 +540,7 @@ class _TableSync:
 
     def run(self) -> Iterator[pa.RecordBatch]:
         """Read what this run should read, keeping the state up to date."""
+        _refuse_replace(self.spec.name)
         state: dict[str, Any] = dlt.current.resource_state()
         _claim_target(state, self.spec.name)
         started = time.monotonic()
@@ -1328,6 +1352,7 @@ class _QuerySync:
 
     def run(self, *, accept_query_change: bool = False) -> Iterator[pa.RecordBatch]:
         """Read the cursor's new windows up to the horizon, one chunk."""
+        _refuse_replace(self.query.name)
         state: dict[str, Any] = dlt.current.resource_state()
         _claim_target(state, self.query.name)
         self._check_query(state, accept_query_change)

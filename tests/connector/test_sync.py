@@ -736,3 +736,25 @@ def test_a_pipeline_that_would_complete_failed_jobs_is_refused_before_reading(
     assert server.counters.snapshot()["queries"] == queries
     monkeypatch.delenv(variable)
     assert run_sync(dest.pipeline, **options(server)).caught_up
+
+
+def test_a_run_told_to_replace_is_refused_keeping_what_was_loaded(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # dlt forgets a replaced resource's watermark: each run would delete the
+    # rows before and read the last day again.
+    dest = destination(tmp_path)
+    run_sync(dest.pipeline, **options(server))
+    loaded = dest.count("records")
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        dest.pipeline.run(
+            logfire_source(**options(server)), write_disposition="replace"
+        )
+
+    refusal = [
+        error for error in causes(failed.value) if type(error) is ConfigurationError
+    ]
+    assert refusal
+    assert "write_disposition 'replace'" in str(refusal[0])
+    assert dest.count("records") == loaded
