@@ -384,6 +384,7 @@ def _run(
     # The resources refuse the same, but only once dlt has loaded what is pending.
     refuse_other_targets(pipeline, source.selected_resources)
     _refuse_appended_copies(pipeline, source, options)
+    _refuse_unrestored_state(pipeline, source, options)
     started = time.monotonic()
     _finish_pending(pipeline)
     appended = _empty_merge_tables(pipeline, source)
@@ -466,6 +467,37 @@ def _refuse_appended_copies(
         if _holds_no_rows(pipeline, source.schema.name, table):
             continue
         raise ConfigurationError(_appended_copies(pipeline, table, backfill is None))
+
+
+def _refuse_unrestored_state(
+    pipeline: dlt.Pipeline, source: DltSource, options: Mapping[str, Any]
+) -> None:
+    """Refuse a first sync into rows whose state dlt was told not to restore.
+
+    A worker with a fresh folder gets the watermark back from the
+    destination, unless `restore_from_destination` is off: then its first
+    sync would start a day back and leave a gap after the last run's rows.
+    With `start` given, the caller has said where to begin.
+    """
+    if pipeline.config.restore_from_destination or options.get("backfill"):
+        return
+    if options.get("start") or configured_option("start"):
+        return
+    for name, resource in source.selected_resources.items():
+        state = _resource_state(pipeline, name)
+        if "watermark" in state or state.get("backfills"):
+            continue
+        table = resource.compute_table_schema().get("name") or name
+        if _holds_no_rows(pipeline, source.schema.name, table):
+            continue
+        raise ConfigurationError(
+            f"{table} holds rows, but this pipeline has no watermark for it, and "
+            "dlt is set not to restore the state from the destination "
+            "(restore_from_destination = false): a first sync would start a "
+            "day back and leave a gap after the rows loaded before. Turn "
+            "restore_from_destination back on, or give start to say where "
+            "this sync begins. Nothing was read."
+        )
 
 
 def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:

@@ -758,3 +758,25 @@ def test_a_run_told_to_replace_is_refused_keeping_what_was_loaded(
     assert refusal
     assert "write_disposition 'replace'" in str(refusal[0])
     assert dest.count("records") == loaded
+
+
+def test_a_fresh_folder_told_not_to_restore_its_state_is_refused_over_loaded_rows(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first sync would start a day back, leaving a gap after the last run.
+    run_sync(destination(tmp_path).pipeline, **options(server))
+    shutil.rmtree(tmp_path / "pipelines")
+    monkeypatch.setenv("RESTORE_FROM_DESTINATION", "false")
+    fresh = destination(tmp_path)
+    loaded = fresh.count("records")
+    queries = server.counters.snapshot()["queries"]
+    first_sync = {k: v for k, v in options(server).items() if k != "start"}
+
+    with pytest.raises(ConfigurationError, match="restore_from_destination"):
+        run_sync(fresh.pipeline, **first_sync)
+
+    assert server.counters.snapshot()["queries"] == queries
+    assert fresh.count("records") == loaded
+    # Where the caller says where to begin, it begins there.
+    resumed = run_sync(fresh.pipeline, **options(server, start=HORIZON.isoformat()))
+    assert resumed.caught_up
