@@ -250,7 +250,13 @@ def run_verify(
     settings = _settings(options)
     refuse_other_targets(pipeline, settings.tables)
     index_sql = _index_sql(pipeline)
-    watermarks = {status.table: status.watermark for status in read_status(pipeline)}
+    statuses = read_status(pipeline)
+    if not statuses:
+        # A fresh machine: the watermarks are kept in the destination too, and
+        # without them every row the sync has yet to reach would count as missing.
+        pipeline.sync_destination()
+        statuses = read_status(pipeline)
+    watermarks = {status.table: status.watermark for status in statuses}
 
     with _client(settings) as client:
         now = client.server_now()

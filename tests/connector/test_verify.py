@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -236,6 +237,25 @@ def test_rows_stored_after_the_watermark_are_not_counted(
     assert audit.matches
     assert audit.tables[0].stored_before == status.watermark
     assert audit.tables[0].logfire_rows < visible(server, "records").num_rows
+
+
+def test_verify_on_a_fresh_machine_goes_by_the_watermark_in_the_destination(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = destination(tmp_path)
+    run_sync(
+        dest.pipeline,
+        start=FROM.isoformat(),
+        chunk="27h",
+        max_chunks=1,
+        **options(server, tables=["records"]),
+    )
+    shutil.rmtree(tmp_path / "pipelines")
+
+    audit = verify(destination(tmp_path), server, tables=["records"])
+
+    assert audit.matches
+    assert audit.tables[0].stored_before == FROM + timedelta(hours=27)
 
 
 def test_the_counts_apply_the_sync_filters(
