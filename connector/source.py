@@ -450,7 +450,9 @@ def refuse_another_target(
     """
     kept = state.get("target")
     target = _pipeline_target(pipeline)
-    if not isinstance(kept, dict) or target is None or kept == target:
+    if not isinstance(kept, dict) or target is None:
+        return
+    if _same_target(kept, target, pipeline):
         return
     theirs = f"the dataset {kept.get('dataset')} in {kept.get('destination')}"
     ours = f"{target['dataset']} in {target['destination']}"
@@ -463,6 +465,25 @@ def refuse_another_target(
         f"{pipeline.working_dir} first: the next run then restores the state "
         "from there, or starts afresh if there is none."
     )
+
+
+def _same_target(
+    kept: Mapping[str, Any], target: Mapping[str, str], pipeline: dlt.Pipeline
+) -> bool:
+    """Whether two targets are one: dataset names are compared as dlt names them.
+
+    dlt normalizes a dataset's name with the schema's naming convention, so
+    ``LOGFIRE`` and ``logfire`` are one dataset under the default one.
+    """
+    if kept.get("destination") != target["destination"]:
+        return False
+    dataset = str(kept.get("dataset"))
+    if dataset == target["dataset"]:
+        return True
+    if not pipeline.default_schema_name:
+        return False
+    normalize = pipeline.default_schema.naming.normalize_table_identifier
+    return bool(normalize(dataset) == normalize(target["dataset"]))
 
 
 def _refuse_replace(table: str) -> None:

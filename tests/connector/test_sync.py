@@ -780,3 +780,22 @@ def test_a_fresh_folder_told_not_to_restore_its_state_is_refused_over_loaded_row
     # Where the caller says where to begin, it begins there.
     resumed = run_sync(fresh.pipeline, **options(server, start=HORIZON.isoformat()))
     assert resumed.caught_up
+
+
+def test_a_dataset_name_spelled_otherwise_but_named_alike_by_dlt_is_one_target(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    def spelled(dataset: str) -> dlt.Pipeline:
+        return dlt.pipeline(
+            pipeline_name="spelled",
+            destination=dlt.destinations.duckdb(str(tmp_path / "spelled.duckdb")),
+            pipelines_dir=str(tmp_path / "pipelines"),
+            dataset_name=dataset,
+        )
+
+    first = run_sync(spelled("LOGFIRE"), **options(server))
+    again = run_sync(spelled("logfire"), **options(server))
+
+    assert first.rows > 0
+    assert again.caught_up
+    assert again.rows == 0
