@@ -606,6 +606,14 @@ class _TableSync:
         filters keep and old ones did not would be left behind for good.
         """
         filters = table_filters(self.spec, self.settings)
+        known = state.get("filters")
+        if state.get("watermark") is None and known not in (None, filters):
+            # Only a backfill has loaded rows so far, and this sync's merges
+            # replace them as a backfill's would.
+            message = _filters_differ(self.spec, known, filters, backfill=False)
+            if not self.settings.accept_filter_change:
+                raise ConfigurationError(message)
+            logger.warning("Syncing %s with other filters, as asked.", self.spec.name)
         _check_watermark_inputs(
             state,
             "filters",
@@ -626,9 +634,13 @@ class _TableSync:
         """
         known = state.get("filters")
         filters = table_filters(self.spec, self.settings)
-        if known is None or known == filters:
+        if known is None:
+            # The rows it loads are read so: later runs must know it.
+            state["filters"] = filters
             return
-        message = _backfill_filters_differ(self.spec, known, filters)
+        if known == filters:
+            return
+        message = _filters_differ(self.spec, known, filters, backfill=True)
         if not self.settings.accept_filter_change:
             raise ConfigurationError(message)
         logger.warning("Backfilling %s with other filters, as asked.", self.spec.name)
@@ -1006,20 +1018,25 @@ def _shown_filters(filters: Sequence[str]) -> str:
     return " AND ".join(" ".join(part.split()) for part in filters) or "none"
 
 
-def _backfill_filters_differ(
-    spec: TableSpec, loaded: Sequence[str], backfill: Sequence[str]
+def _filters_differ(
+    spec: TableSpec, loaded: Sequence[str], new: Sequence[str], *, backfill: bool
 ) -> str:
-    """The error for a backfill whose filters are not the loaded rows' own."""
+    """The error for a backfill or first sync whose filters are not the loaded rows'.
+
+    Both replace every loaded row that shares a merge key with a row they read.
+    """
     merge_key = ", ".join(spec.merge_key)
+    run, other = ("backfill", "sync") if backfill else ("first sync", "backfill")
+    command = "backfill" if backfill else "run"
     return (
-        f"The backfill of {spec.name} filters with {_shown_filters(backfill)}, but "
-        f"the rows loaded so far were read with {_shown_filters(loaded)}. A "
-        f"backfill replaces every loaded row that shares ({merge_key}) with a row "
-        "it reads, so loaded rows that its filters leave out could be deleted "
-        "and not loaded again. Backfill with the same filters as the sync. If "
-        "the backfill's filters keep every row the sync's kept (they are wider), "
-        "pass accept_filter_change=true (`--accept-filter-change` to "
-        "`logfire-sync backfill`, or to `verify --repair`)."
+        f"The {run} of {spec.name} filters with {_shown_filters(new)}, but the "
+        f"rows loaded so far were read with {_shown_filters(loaded)}. A {run} "
+        f"replaces every loaded row that shares ({merge_key}) with a row it "
+        "reads, so loaded rows that its filters leave out could be deleted and "
+        f"not loaded again. Give it the same filters as the {other}. If its "
+        f"filters keep every row the {other}'s kept (they are wider), pass "
+        f"accept_filter_change=true (`--accept-filter-change` to `logfire-sync "
+        f"{command}`, or to `verify --repair`)."
     )
 
 

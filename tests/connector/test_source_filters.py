@@ -166,3 +166,31 @@ def test_a_backfill_narrower_than_the_loaded_rows_is_refused(
     same = run_backfill(dest.pipeline, START, NOW.isoformat(), **options)
     assert same.rows == loaded
     assert_same_rows(dest.table("records"), visible(server))
+
+
+@pytest.mark.parametrize("then", ["backfill", "sync"])
+def test_after_a_backfill_alone_narrower_filters_are_refused(
+    server: SandboxServer, tmp_path: Path, then: str
+) -> None:
+    # The backfill's rows were read without filters; a narrower backfill or a
+    # first sync would replace the other services' rows sharing a merge key.
+    dest = destination(tmp_path)
+    options = reading(server)
+    run_backfill(dest.pipeline, START, NOW.isoformat(), **options)
+    loaded = dest.count("records")
+
+    def narrower() -> object:
+        if then == "backfill":
+            return run_backfill(
+                dest.pipeline, START, NOW.isoformat(), service_names=["api"], **options
+            )
+        return run_sync(dest.pipeline, start=START, service_names=["api"], **options)
+
+    server.counters.reset()
+    with pytest.raises(ConfigurationError, match="service_name IN"):
+        narrower()
+
+    assert server.counters.snapshot()["requests"]["total"] == 0
+    assert dest.count("records") == loaded
+    assert run_sync(dest.pipeline, start=START, **options).caught_up
+    assert_same_rows(dest.table("records"), visible(server))
