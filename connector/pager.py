@@ -412,9 +412,35 @@ class _Pager:
             unmarked=None if query.count is None else page.mark_unmarked,
         )
         with _closing(stream):
-            for batch in _gathered(stream):
+            for batch in _gathered(map(self._check_precision, stream)):
                 yield from self._take(page, plain_columns(batch))
         self._check_end(page)
+
+    def _check_precision(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Refuse key timestamps finer than the microseconds pages are cut at.
+
+        A cursor written in microseconds would fall before such a value, and
+        the next page would repeat rows already passed on.
+        """
+        names = {self._query.window_column, *(c.name for c in self._query.key)}
+        for entry, column in zip(batch.schema, batch.columns, strict=True):
+            kind = entry.type
+            if entry.name not in names or not pa.types.is_timestamp(kind):
+                continue
+            if kind.unit != "ns":
+                continue
+            try:
+                # A safe cast refuses to drop digits.
+                column.cast(pa.timestamp("us", tz=kind.tz))
+            except pa.ArrowInvalid:
+                raise LogfireSyncError(
+                    f"The service sent {entry.name} of {self._query.label} with "
+                    "nanoseconds, but Logfire's timestamps are microseconds, and "
+                    "pages are cut at a key written in microseconds: the next "
+                    "page would repeat rows already read. Report this to the "
+                    "service's maintainers."
+                ) from None
+        return batch
 
     def _take(self, page: _Page, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         """Check a batch, pass on what precedes its last key, hold the rest."""

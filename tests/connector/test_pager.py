@@ -216,6 +216,53 @@ def test_rows_streamed_one_a_batch_are_passed_on_in_few_batches() -> None:
     assert len(batches) <= 12
 
 
+class NanosecondReader(RowByRowReader):
+    """A client whose streams carry `created_at` in nanoseconds, plus `extra`."""
+
+    def __init__(self, client: LogfireClient, extra: int) -> None:
+        super().__init__(client)
+        self.extra = pa.scalar(extra, pa.duration("ns"))
+
+    def stream_arrow(
+        self,
+        sql: str,
+        *,
+        min_timestamp: datetime,
+        max_timestamp: datetime | None = None,
+        limit: int = 10_000,
+        unmarked: Callable[[], None] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        stream = self.client.stream_arrow(
+            sql,
+            min_timestamp=min_timestamp,
+            max_timestamp=max_timestamp,
+            limit=limit,
+            unmarked=unmarked,
+        )
+        for batch in stream:
+            index = batch.schema.get_field_index("created_at")
+            nanos = batch.column(index).cast(pa.timestamp("ns", tz="UTC"))
+            shifted = pa.compute.add(nanos, self.extra)
+            yield batch.set_column(index, "created_at", shifted)
+
+
+@pytest.mark.parametrize("extra", [0, 789])
+def test_created_at_in_nanoseconds_pages_or_is_refused_plainly(
+    mixed: SandboxServer, extra: int
+) -> None:
+    # A cursor in microseconds falls before a finer value: the next page
+    # would repeat rows, which only plain microseconds avoid.
+    with LogfireClient(mixed.token, base_url=mixed.url, retry=FAST) as client:
+        reader = NanosecondReader(client, extra)
+        pages = read_window(reader, window_query(), page_size=1_000)
+        if extra:
+            with pytest.raises(LogfireSyncError, match="nanoseconds"):
+                list(pages)
+            return
+        table = pa.Table.from_batches(list(pages))
+    assert attribute_multiset(table) == attribute_multiset(expected(mixed))
+
+
 def test_rows_come_in_key_order(mixed: SandboxServer) -> None:
     table = read_all(mixed, 1_000)
     names = [column.name for column in RECORDS.key]
