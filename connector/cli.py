@@ -645,11 +645,13 @@ def _duration(delta: timedelta | None) -> str:
     if delta is None:
         return "-"
     seconds = int(delta.total_seconds())
-    if abs(seconds) < 120:
-        return f"{seconds}s"
-    if abs(seconds) < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    # A watermark ahead of the clock is behind by less than nothing.
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    if seconds < 120:
+        return f"{sign}{seconds}s"
+    if seconds < 7200:
+        return f"{sign}{seconds // 60}m"
+    return f"{sign}{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _width(delta: timedelta) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from connector.cli import main
+from connector.cli import _duration, main
 from tests.connector.synchelp import NOW, make_metrics, make_records, sandbox
 
 RECORDS = make_records(800, seed=31, start=NOW - timedelta(hours=2), end=NOW)
@@ -199,3 +199,10 @@ def test_status_of_another_dataset_before_any_sync_says_what_to_do(
 
     assert code == 0
     assert "has synced nothing yet" in capsys.readouterr().out
+
+
+def test_status_shows_a_watermark_ahead_of_the_clock_as_negative_lag() -> None:
+    # Floor division made -3h30m read -4h30m.
+    assert _duration(timedelta(hours=-3, minutes=-30)) == "-3h30m"
+    assert _duration(timedelta(minutes=-5)) == "-5m"
+    assert _duration(timedelta(hours=3, minutes=30)) == "3h30m"
