@@ -647,13 +647,14 @@ def _check_together(settings: Settings) -> None:
         )
     if settings.initial_window > settings.max_width:
         raise ConfigurationError(
-            f"initial_window = {settings.initial_window} is wider than a window "
+            f"initial_window = {settings.initial_window} (1h unless given) is "
+            "wider than a window "
             "may be: one query scans at most 13 days (within Logfire's 14, "
             "counted in time or in calendar dates), and each window's scan "
             f"adds lateness_back ({settings.lateness_back}) and lateness_ahead "
             f"({settings.lateness_ahead}) to it. Choose at most "
-            f"{settings.max_width}, such as '1d'; later windows widen by "
-            "themselves where the data is sparse."
+            f"{settings.max_width}, or lower the lateness; later windows widen "
+            "by themselves where the data is sparse."
         )
     if settings.lateness_back < _INGEST_BACK:
         logger.warning(
