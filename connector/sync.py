@@ -603,7 +603,19 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
         "them first.",
         pipeline.pipeline_name,
     )
-    _run_chunk(pipeline, None)
+    try:
+        _run_chunk(pipeline, None)
+    except LogfireSyncError:
+        raise
+    except Exception as failure:
+        raise LogfireSyncError(
+            f"A load package that an earlier run of {pipeline.pipeline_name} left "
+            f"failed to load again ({failure}). Every run loads it first, so if "
+            "the destination refuses it for good, abort it: `dlt pipeline "
+            f"{pipeline.pipeline_name} abort-packages` (or "
+            "pipeline.abort_packages()). The state goes back to where it was "
+            "before the package, so the next run reads its rows again."
+        ) from failure
 
 
 def _abort_interrupted_load(pipeline: dlt.Pipeline) -> None:

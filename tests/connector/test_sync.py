@@ -33,7 +33,12 @@ from synchelp import (
 )
 
 from connector import TableSynced, WindowLoaded, logfire_source
-from connector.errors import ConfigurationError, PipelineBusyError, causes
+from connector.errors import (
+    ConfigurationError,
+    LogfireSyncError,
+    PipelineBusyError,
+    causes,
+)
 from connector.pipeline import PipelineOptions, make_pipeline
 from connector.sync import read_status, run_backfill, run_sync
 from connector.verify import run_verify
@@ -41,6 +46,7 @@ from sandbox.engine import QueryRequest, QueryResult
 from sandbox.server import SandboxServer
 
 HORIZON = NOW - timedelta(minutes=5)
+HOUR = timedelta(hours=1)
 FROM = NOW - timedelta(hours=30)
 
 
@@ -799,3 +805,33 @@ def test_a_dataset_name_spelled_otherwise_but_named_alike_by_dlt_is_one_target(
     assert first.rows > 0
     assert again.caught_up
     assert again.rows == 0
+
+
+def test_a_package_that_fails_every_run_says_how_to_abort_it(tmp_path: Path) -> None:
+    records = make_records(600, seed=41, start=NOW - timedelta(hours=3), end=NOW + HOUR)
+    with sandbox(records) as own:
+        dest = destination(tmp_path)
+        run_sync(dest.pipeline, **options(own, tables=["records"]))
+        # A view where the table was: every load into it fails the same way.
+        with duckdb.connect(str(dest.path)) as connection:
+            connection.execute("CREATE TABLE logfire.kept AS FROM logfire.records")
+            connection.execute("DROP TABLE logfire.records")
+            connection.execute("CREATE VIEW logfire.records AS FROM logfire.kept")
+        own.clock.advance(HOUR)
+        with pytest.raises(PipelineStepFailed):
+            run_sync(dest.pipeline, **options(own, tables=["records"]))
+
+        with pytest.raises(LogfireSyncError, match="abort-packages"):
+            run_sync(dest.pipeline, **options(own, tables=["records"]))
+
+        with duckdb.connect(str(dest.path)) as connection:
+            connection.execute("DROP VIEW logfire.records")
+            connection.execute("ALTER TABLE logfire.kept RENAME TO records")
+        dest.pipeline.abort_packages()
+        report = run_sync(dest.pipeline, **options(own, tables=["records"]))
+        stored = own.store.visible("records", own.clock.now())
+
+    assert report.caught_up
+    (watermark,) = {table.watermark for table in report.tables}
+    assert watermark is not None
+    assert_same_rows(dest.table("records"), expected_rows(stored, watermark))
