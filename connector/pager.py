@@ -857,11 +857,13 @@ class _Fetcher:
         self._read = read
         self._concurrency = concurrency
         self._lock = threading.Condition()
-        self._slots: dict[int, _Slot] = {}
-        self._planned = 0
+        # By where each window starts: one that narrows hands the rest of its
+        # range back, to be read after windows planned before it.
+        self._slots: dict[datetime, _Slot] = {}
         self._finished_planning = False
         self._stop = threading.Event()
         self._failure: BaseException | None = None
+        self._window_failure: BaseException | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"logfire-fetch-{i}", daemon=True)
             for i in range(concurrency)
@@ -879,9 +881,9 @@ class _Fetcher:
 
     def _consume(self) -> Iterator[tuple[Window, pa.RecordBatch | None]]:
         """Yield each window's batches, then (window, None), in window order."""
-        sequence = 0
+        lo = self._planner.start
         while True:
-            slot = self._wait_for(sequence)
+            slot = self._wait_for(lo)
             if slot is None:
                 return
             while True:
@@ -889,22 +891,34 @@ class _Fetcher:
                 if item[0] == "batch":
                     yield slot.window, item[1]
                 elif item[0] == "end":
+                    # As read: a narrowed window ends where the next begins.
                     yield slot.window, None
+                    lo = slot.window.hi
                     break
                 else:
                     raise item[1]
-            sequence += 1
 
-    def _wait_for(self, sequence: int) -> _Slot | None:
-        """The slot of the window numbered `sequence`, once it is planned."""
+    def _wait_for(self, lo: datetime) -> _Slot | None:
+        """The slot of the window that starts at `lo`, once it is planned.
+
+        Raises:
+            LogfireSyncError: If planning stopped short of `lo`, which only a
+                failed window can make it do; its error, if known.
+        """
         with self._lock:
-            while sequence not in self._slots:
+            while lo not in self._slots:
                 if self._failure is not None:
                     raise self._failure
-                if self._finished_planning and sequence >= self._planned:
-                    return None
+                if self._finished_planning:
+                    if lo >= self._planner.end:
+                        return None
+                    raise self._window_failure or LogfireSyncError(
+                        f"No window was planned from {lo.isoformat()} on, before "
+                        f"{self._planner.end.isoformat()}. Nothing after it was "
+                        "committed; report this to the connector's maintainers."
+                    )
                 self._lock.wait()
-            return self._slots.pop(sequence)
+            return self._slots.pop(lo)
 
     def _work(self) -> None:
         """Plan the next window, read it into its slot, and repeat."""
@@ -929,6 +943,8 @@ class _Fetcher:
             except _ConsumerGoneError:
                 return
             except BaseException as error:
+                with self._lock:
+                    self._window_failure = self._window_failure or error
                 self._finish_planning()
                 self._put(slot, ("error", error), final=True)
                 return
@@ -956,8 +972,7 @@ class _Fetcher:
                 self._lock.notify_all()
                 return None
             slot = _Slot(window, _WindowBuffer(self._buffer_limit))
-            self._slots[self._planned] = slot
-            self._planned += 1
+            self._slots[window.lo] = slot
             self._lock.notify_all()
             return slot
 

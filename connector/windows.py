@@ -9,6 +9,7 @@ in narrow windows of about a target number of rows.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from dataclasses import dataclass
@@ -130,11 +131,10 @@ class WindowPlanner:
 
     A window planned before its rows were known (a table's first, the one after
     a quiet stretch, an hour of an incident) may hold far more rows than it
-    aims at. While it is the newest window, its reader may :meth:`narrow` it
-    once its first pages show how dense it is; the next window starts where
-    the narrowed one ends. With more than one reader, windows are planned one
-    at a time until some rows have been seen (:attr:`ready`), so that the
-    first ones can be narrowed too.
+    aims at. Its reader may :meth:`narrow` it once its first pages show how
+    dense it is, and the rest of its range is planned again. With more than
+    one reader, windows are planned one at a time until some rows have been
+    seen (:attr:`ready`): the first ones are planned blind.
 
     Rows may be wide (a span can hold a whole prompt), so the row counts are
     also bounded in bytes: once :meth:`measure` has seen how wide the rows
@@ -193,6 +193,8 @@ class WindowPlanner:
         self._chunk_held = 0
         self._chunk_ends: set[datetime] = set()
         self._narrowed: dict[datetime, Window] = {}
+        # What narrowed windows handed back while later ones were planned.
+        self._returned: list[Window] = []
         # Readers narrow windows while others plan them.
         self._lock = threading.Lock()
 
@@ -234,7 +236,7 @@ class WindowPlanner:
     @property
     def done(self) -> bool:
         """Whether every window up to `end` has been planned."""
-        return self._next_lo >= self.end
+        return self._next_lo >= self.end and not self._returned
 
     @property
     def in_flight(self) -> int:
@@ -252,8 +254,15 @@ class WindowPlanner:
         return self._in_flight == 0 or bool(self._density)
 
     def next_window(self) -> Window | None:
-        """The next window, or None once the range is covered."""
+        """The next window, or None once the range is covered.
+
+        A range that a narrowed window handed back comes first, whole: its
+        reader narrows it in turn if it is dense.
+        """
         with self._lock:
+            if self._returned:
+                self._in_flight += 1
+                return self._returned.pop(0)
             lo = self._next_lo
             if lo >= self.end:
                 return None
@@ -271,11 +280,12 @@ class WindowPlanner:
         column, up to `reached`. If that many over that much of the window
         make it likely to hold more than half as much again as it aims at,
         it is cut where it would hold about its aim, and never before
-        `reached`. Only the newest window can be narrowed, as the next one
-        must start where it ends.
+        `reached`. The rest of its range is planned next: after the newest
+        window, it is where the next one starts; otherwise it is handed out
+        before any new window, and read after the narrowed one.
         """
         with self._lock:
-            if window.hi != self._next_lo or not window.lo <= reached < window.hi:
+            if not window.lo <= reached < window.hi:
                 return None
             aim = self._aim()
             covered = (reached - window.lo) / window.width
@@ -288,7 +298,10 @@ class WindowPlanner:
             if hi >= window.hi:
                 return None
             narrower = Window(window.lo, hi)
-            self._next_lo = hi
+            if window.hi == self._next_lo:
+                self._next_lo = hi
+            else:
+                bisect.insort(self._returned, Window(hi, window.hi))
             self._narrowed[window.lo] = narrower
             return narrower
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 import pytest
 from synchelp import (
     NOW,
@@ -119,4 +120,48 @@ def test_a_burst_after_a_quiet_stretch_is_loaded_in_bounded_chunks(
     assert sum(chunks) == 6_000
     assert len(chunks) >= 4
     assert max(chunks) <= most
+    assert_same_rows(dest.table("records"), wanted)
+
+
+@pytest.mark.parametrize("concurrency", [2, 3])
+def test_bursts_inside_windows_read_at_once_are_loaded_in_bounded_chunks(
+    tmp_path: Path, concurrency: int
+) -> None:
+    # After the first rows, the readers share the rest of the range: a burst
+    # then lands in a window planned before the newest, which narrows too.
+    burst = NOW - timedelta(hours=3)
+    later = burst + timedelta(hours=1)
+    records = pa.concat_tables(
+        [
+            make_records(1_500, seed=11, start=NOW - timedelta(hours=6), end=NOW),
+            make_records(
+                4_000, seed=12, start=burst, end=burst + timedelta(minutes=10)
+            ),
+            make_records(3_000, seed=13, start=later, end=later + timedelta(seconds=2)),
+        ]
+    )
+    chunks: list[int] = []
+
+    def note(event: object) -> None:
+        if isinstance(event, TableSynced):
+            chunks.append(event.rows)
+
+    with sandbox(records) as server:
+        dest = destination(tmp_path)
+        run_sync(
+            dest.pipeline,
+            progress=note,
+            **options(
+                server,
+                start=(NOW - timedelta(hours=7)).isoformat(),
+                chunk_rows=1_000,
+                page_size=250,
+                target_pages=4,
+                concurrency=concurrency,
+            ),
+        )
+        wanted = expected_rows(server.store.visible("records", NOW), HORIZON)
+
+    assert sum(chunks) == wanted.num_rows
+    assert max(chunks) <= 2_000
     assert_same_rows(dest.table("records"), wanted)

@@ -168,14 +168,21 @@ def test_with_one_reader_a_window_aims_at_the_room_left_in_its_chunk() -> None:
     assert narrower.width == pytest.approx(window.width / 3, abs=MIN_WIDTH)
 
 
-def test_only_the_newest_window_narrows() -> None:
+def test_a_window_planned_before_others_narrows_and_hands_its_rest_back() -> None:
     plan = planner(START + timedelta(days=1), concurrency=2)
     first = plan.next_window()
     second = plan.next_window()
     assert first is not None
     assert second is not None
-    assert plan.narrow(first, 10_000, START + timedelta(seconds=30)) is None
-    assert plan.narrow(second, 10_000, second.lo + timedelta(seconds=30)) is not None
+
+    narrower = plan.narrow(first, 10_000, START + timedelta(seconds=30))
+
+    assert narrower == Window(START, START + timedelta(minutes=10))
+    # The rest comes before any new window, and ends where the second begins.
+    assert plan.next_window() == Window(narrower.hi, second.lo)
+    following = plan.next_window()
+    assert following is not None
+    assert following.lo == second.hi
 
 
 def test_wide_rows_shrink_pages_windows_and_chunks_to_their_bytes() -> None:
