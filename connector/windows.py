@@ -248,8 +248,9 @@ class WindowPlanner:
         """Whether another window may be planned while others are read.
 
         Until some rows have been seen, nothing tells how wide a window
-        should be, so windows are read one at a time: only the newest one
-        can be narrowed, and an empty stretch gains nothing from readers.
+        should be, so windows are read one at a time: each is narrowed by
+        its own first pages before the next is planned, and an empty
+        stretch gains nothing from more readers.
         """
         return self._in_flight == 0 or bool(self._density)
 
