@@ -499,8 +499,23 @@ class _Pager:
                     f"the key column {column.name!r} holds nulls, so the rows "
                     "cannot be paged through"
                 )
+            if column.kind == "text":
+                self._check_text(column.name, array)
             arrays.append(array)
         return arrays
+
+    def _check_text(self, name: str, array: pa.Array) -> None:
+        """Refuse key text that is not UTF-8, which no cursor can be written of.
+
+        Arrow's readers take text as it comes; a service that cuts a value in
+        the middle of a character would fail the cursor with a decoding error.
+        """
+        try:
+            array.validate(full=True)
+        except pa.ArrowInvalid:
+            raise self._violation(
+                f"the key column {name!r} holds text that is not valid UTF-8"
+            ) from None
 
     def _check(self, page: _Page, batch: pa.RecordBatch, keys: list[pa.Array]) -> None:
         """Refuse a batch that breaks the protocol."""

@@ -263,6 +263,42 @@ def test_created_at_in_nanoseconds_pages_or_is_refused_plainly(
     assert attribute_multiset(table) == attribute_multiset(expected(mixed))
 
 
+class CutTextReader(RowByRowReader):
+    """A client whose streams carry `message` cut in the middle of a character."""
+
+    def stream_arrow(
+        self,
+        sql: str,
+        *,
+        min_timestamp: datetime,
+        max_timestamp: datetime | None = None,
+        limit: int = 10_000,
+        unmarked: Callable[[], None] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        stream = self.client.stream_arrow(
+            sql,
+            min_timestamp=min_timestamp,
+            max_timestamp=max_timestamp,
+            limit=limit,
+            unmarked=unmarked,
+        )
+        for batch in stream:
+            cut = pa.array(["\u00e9".encode()[:1]] * batch.num_rows, pa.binary())
+            text = pa.Array.from_buffers(pa.string(), batch.num_rows, cut.buffers())
+            index = batch.schema.get_field_index("message")
+            yield batch.set_column(index, "message", text)
+
+
+def test_key_text_that_is_not_utf8_is_refused_naming_the_column(
+    mixed: SandboxServer,
+) -> None:
+    with (
+        LogfireClient(mixed.token, base_url=mixed.url, retry=FAST) as client,
+        pytest.raises(LogfireSyncError, match="'message' holds text that is not"),
+    ):
+        list(read_window(CutTextReader(client), window_query(), page_size=1_000))
+
+
 def test_rows_come_in_key_order(mixed: SandboxServer) -> None:
     table = read_all(mixed, 1_000)
     names = [column.name for column in RECORDS.key]
