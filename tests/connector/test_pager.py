@@ -161,8 +161,8 @@ def test_a_narrower_window_that_drops_rows_already_read_is_refused(
         list(read_window(client, window_query(), page_size=1_000, narrow=narrow))
 
 
-class RowByRowReader:
-    """A client whose streams come one row a batch, with empty batches between."""
+class RewritingReader:
+    """A client whose streamed batches pass through `rewrite` on their way."""
 
     def __init__(self, client: LogfireClient) -> None:
         self.client = client
@@ -184,12 +184,22 @@ class RowByRowReader:
             unmarked=unmarked,
         )
         for batch in stream:
-            for row in range(batch.num_rows):
-                yield batch.slice(row, 1)
-                yield batch.slice(row, 0)
+            yield from self.rewrite(batch)
+
+    def rewrite(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        yield batch
 
     def retrying(self) -> tenacity.Retrying:
         return FAST.retrying()
+
+
+class RowByRowReader(RewritingReader):
+    """Streams that come one row a batch, with empty batches between."""
+
+    def rewrite(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        for row in range(batch.num_rows):
+            yield batch.slice(row, 1)
+            yield batch.slice(row, 0)
 
 
 def test_rows_streamed_one_a_batch_are_passed_on_in_few_batches() -> None:
@@ -216,34 +226,18 @@ def test_rows_streamed_one_a_batch_are_passed_on_in_few_batches() -> None:
     assert len(batches) <= 12
 
 
-class NanosecondReader(RowByRowReader):
-    """A client whose streams carry `created_at` in nanoseconds, plus `extra`."""
+class NanosecondReader(RewritingReader):
+    """Streams that carry `created_at` in nanoseconds, plus `extra`."""
 
     def __init__(self, client: LogfireClient, extra: int) -> None:
         super().__init__(client)
         self.extra = pa.scalar(extra, pa.duration("ns"))
 
-    def stream_arrow(
-        self,
-        sql: str,
-        *,
-        min_timestamp: datetime,
-        max_timestamp: datetime | None = None,
-        limit: int = 10_000,
-        unmarked: Callable[[], None] | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        stream = self.client.stream_arrow(
-            sql,
-            min_timestamp=min_timestamp,
-            max_timestamp=max_timestamp,
-            limit=limit,
-            unmarked=unmarked,
-        )
-        for batch in stream:
-            index = batch.schema.get_field_index("created_at")
-            nanos = batch.column(index).cast(pa.timestamp("ns", tz="UTC"))
-            shifted = pa.compute.add(nanos, self.extra)
-            yield batch.set_column(index, "created_at", shifted)
+    def rewrite(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        index = batch.schema.get_field_index("created_at")
+        nanos = batch.column(index).cast(pa.timestamp("ns", tz="UTC"))
+        shifted = pa.compute.add(nanos, self.extra)
+        yield batch.set_column(index, "created_at", shifted)
 
 
 @pytest.mark.parametrize("extra", [0, 789])
@@ -263,30 +257,14 @@ def test_created_at_in_nanoseconds_pages_or_is_refused_plainly(
     assert attribute_multiset(table) == attribute_multiset(expected(mixed))
 
 
-class CutTextReader(RowByRowReader):
-    """A client whose streams carry `message` cut in the middle of a character."""
+class CutTextReader(RewritingReader):
+    """Streams that carry `message` cut in the middle of a character."""
 
-    def stream_arrow(
-        self,
-        sql: str,
-        *,
-        min_timestamp: datetime,
-        max_timestamp: datetime | None = None,
-        limit: int = 10_000,
-        unmarked: Callable[[], None] | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        stream = self.client.stream_arrow(
-            sql,
-            min_timestamp=min_timestamp,
-            max_timestamp=max_timestamp,
-            limit=limit,
-            unmarked=unmarked,
-        )
-        for batch in stream:
-            cut = pa.array(["\u00e9".encode()[:1]] * batch.num_rows, pa.binary())
-            text = pa.Array.from_buffers(pa.string(), batch.num_rows, cut.buffers())
-            index = batch.schema.get_field_index("message")
-            yield batch.set_column(index, "message", text)
+    def rewrite(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        cut = pa.array(["\u00e9".encode()[:1]] * batch.num_rows, pa.binary())
+        text = pa.Array.from_buffers(pa.string(), batch.num_rows, cut.buffers())
+        index = batch.schema.get_field_index("message")
+        yield batch.set_column(index, "message", text)
 
 
 def test_key_text_that_is_not_utf8_is_refused_naming_the_column(

@@ -218,9 +218,8 @@ def test_a_table_never_synced_is_compared_up_to_the_horizon(
     assert metrics.logfire_rows == visible(server, "metrics").num_rows
 
 
-def test_rows_stored_after_the_watermark_are_not_counted(
-    server: SandboxServer, tmp_path: Path
-) -> None:
+def synced_partly(server: SandboxServer, tmp_path: Path) -> Destination:
+    """Records synced for one chunk of 27 hours: a watermark short of the horizon."""
     dest = destination(tmp_path)
     run_sync(
         dest.pipeline,
@@ -229,6 +228,13 @@ def test_rows_stored_after_the_watermark_are_not_counted(
         max_chunks=1,
         **options(server, tables=["records"]),
     )
+    return dest
+
+
+def test_rows_stored_after_the_watermark_are_not_counted(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    dest = synced_partly(server, tmp_path)
     [status] = read_status(dest.pipeline)
     assert status.watermark == FROM + timedelta(hours=27)
 
@@ -242,14 +248,7 @@ def test_rows_stored_after_the_watermark_are_not_counted(
 def test_verify_on_a_fresh_machine_goes_by_the_watermark_in_the_destination(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    dest = destination(tmp_path)
-    run_sync(
-        dest.pipeline,
-        start=FROM.isoformat(),
-        chunk="27h",
-        max_chunks=1,
-        **options(server, tables=["records"]),
-    )
+    synced_partly(server, tmp_path)
     shutil.rmtree(tmp_path / "pipelines")
 
     audit = verify(destination(tmp_path), server, tables=["records"])
