@@ -316,6 +316,8 @@ class _Pager:
         self._reader = reader
         self._query = query
         self._rows = 0
+        # A narrower window's query keeps the column and key: fixed per window.
+        self._timed = {query.window_column, *(c.name for c in query.key)}
         ordered_by_window = query.key[0].name == query.window_column
         self._narrow = narrow if ordered_by_window else None
         if callable(page_size):
@@ -422,10 +424,9 @@ class _Pager:
         A cursor written in microseconds would fall before such a value, and
         the next page would repeat rows already passed on.
         """
-        names = {self._query.window_column, *(c.name for c in self._query.key)}
         for entry, column in zip(batch.schema, batch.columns, strict=True):
             kind = entry.type
-            if entry.name not in names or not pa.types.is_timestamp(kind):
+            if entry.name not in self._timed or not pa.types.is_timestamp(kind):
                 continue
             if kind.unit != "ns":
                 continue
