@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -246,7 +247,7 @@ def run_sync(
             "run_sync does not take backfill; call run_backfill(pipeline, start, "
             "end) instead."
         )
-    with _exclusive(pipeline, "sync"):
+    with _exclusive(pipeline, "sync"), _each_warning_once():
         return _run(pipeline, options, max_chunks, progress, label="sync")
 
 
@@ -297,7 +298,7 @@ def run_backfill(
             f"its end {instants[1].isoformat()}. Give the earlier instant first."
         )
     options = {**options, "backfill": instants}
-    with _exclusive(pipeline, "backfill"):
+    with _exclusive(pipeline, "backfill"), _each_warning_once():
         return _run(pipeline, options, max_chunks, progress, label="backfill")
 
 
@@ -336,6 +337,40 @@ def _clock_offset(state: Mapping[str, Any]) -> timedelta:
     if isinstance(seconds, int | float) and not isinstance(seconds, bool):
         return timedelta(seconds=seconds)
     return timedelta(0)
+
+
+_ONCE_PER_RUN: Final = ("connector.settings", "connector.source")
+"""The loggers of what is built again for each chunk, warnings included."""
+
+
+@contextlib.contextmanager
+def _each_warning_once() -> Iterator[None]:
+    """Let a run say each of the source's warnings once, not once a chunk.
+
+    The source, and with it the settings, is built again for every chunk, so a
+    short `settle` or a lateness below Logfire's bounds would be warned of as
+    often as there are chunks. Other threads' runs keep warnings of their own.
+    """
+    thread = threading.get_ident()
+    said: set[str] = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or record.thread != thread:
+            return True
+        message = record.getMessage()
+        if message in said:
+            return False
+        said.add(message)
+        return True
+
+    loggers = [logging.getLogger(name) for name in _ONCE_PER_RUN]
+    for each in loggers:
+        each.addFilter(first_time)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(first_time)
 
 
 @contextlib.contextmanager
