@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -647,6 +648,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
             f"A load package that an earlier run of {pipeline.pipeline_name} left "
             f"failed to load again ({failure}). Every run loads it first, so if "
             "the destination refuses it for good, abort it: `dlt pipeline "
+            f"--pipelines-dir {shlex.quote(pipeline.pipelines_dir)} "
             f"{pipeline.pipeline_name} abort-packages` (or "
             "pipeline.abort_packages()). The state goes back to where it was "
             "before the package, so the next run reads its rows again."

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -826,13 +828,25 @@ def test_a_package_that_fails_every_run_says_how_to_abort_it(tmp_path: Path) -> 
         with pytest.raises(PipelineStepFailed):
             run_sync(dest.pipeline, **options(own, tables=["records"]))
 
-        with pytest.raises(LogfireSyncError, match="abort-packages"):
+        with pytest.raises(LogfireSyncError, match="abort-packages") as refused:
             run_sync(dest.pipeline, **options(own, tables=["records"]))
 
         with duckdb.connect(str(dest.path)) as connection:
             connection.execute("DROP VIEW logfire.records")
             connection.execute("ALTER TABLE logfire.kept RENAME TO records")
-        dest.pipeline.abort_packages()
+        # The command the message gives, as a user would paste it.
+        given = re.search(r"abort it: `(dlt pipeline [^`]+)`", str(refused.value))
+        assert given is not None
+        command = given.group(1)
+        dlt_command = Path(sys.executable).with_name("dlt")
+        done = subprocess.run(
+            [str(dlt_command), *shlex.split(command)[1:]],
+            input="y\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
         report = run_sync(dest.pipeline, **options(own, tables=["records"]))
         stored = own.store.visible("records", own.clock.now())
 
