@@ -4,10 +4,12 @@
 
 Options come from `.dlt/config.toml` here ([sources.logfire]) and the token from
 `.dlt/secrets.toml` or SOURCES__LOGFIRE__READ_TOKEN. The database file is
-`logfire_sync.duckdb` in the current folder (named after the pipeline, which
+`logfire_duckdb.duckdb` in the current folder (named after the pipeline, which
 must differ from the dataset for DuckDB) unless DESTINATION__DUCKDB__CREDENTIALS
-names another. The path is made absolute: dlt would resolve a relative one
-against the folder of the pipeline's first run.
+names another; the path is made absolute, as dlt would resolve a relative one
+against the folder of the pipeline's first run. Each example pipeline has a
+name of its own: a pipeline's state belongs to one destination, so one name for
+two would be refused.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from connector.sync import run_sync
 os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
 
 DATABASE = os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or str(
-    Path.cwd() / "logfire_sync.duckdb"
+    Path.cwd() / "logfire_duckdb.duckdb"
 )
 DESTINATION = dlt.destinations.duckdb(DATABASE)
 
@@ -35,7 +37,7 @@ def main() -> None:
     """Sync every configured table until caught up; exit 1 if not."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     pipeline = dlt.pipeline(
-        pipeline_name="logfire_sync",
+        pipeline_name="logfire_duckdb",
         destination=DESTINATION,
         dataset_name="logfire",
     )

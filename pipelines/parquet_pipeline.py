@@ -30,7 +30,7 @@ def main() -> None:
     """Sync every configured table until caught up; exit 1 if not."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     pipeline = dlt.pipeline(
-        pipeline_name="logfire_sync",
+        pipeline_name="logfire_parquet",
         destination=DESTINATION,
         dataset_name="logfire",
     )

@@ -25,7 +25,7 @@ os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
 def main() -> None:
     """Run one chunk (at most a day of data) per call, as an hourly job would."""
     pipeline = dlt.pipeline(
-        pipeline_name="logfire_sync",
+        pipeline_name="logfire_postgres",
         destination=dlt.destinations.postgres(),
         dataset_name="logfire",
     )

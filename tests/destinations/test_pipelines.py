@@ -73,6 +73,22 @@ def test_the_parquet_pipeline_writes_every_settled_row_once(tmp_path: Path) -> N
         assert sum(pq.read_metadata(p).num_rows for p in parts) == _expected(name)
 
 
+def test_the_example_pipelines_run_side_by_side(tmp_path: Path) -> None:
+    # One dlt data folder, as on a machine that runs more than one example.
+    database = tmp_path / "warehouse.duckdb"
+    files = tmp_path / "files"
+    env = {
+        "DESTINATION__DUCKDB__CREDENTIALS": str(database),
+        "DESTINATION__FILESYSTEM__BUCKET_URL": files.as_uri(),
+    }
+
+    _run("duckdb_pipeline.py", env, tmp_path)
+    _run("parquet_pipeline.py", env, tmp_path)
+
+    parts = sorted((files / "logfire" / "records").glob("*.parquet"))
+    assert sum(pq.read_metadata(p).num_rows for p in parts) == _expected("records")
+
+
 @pytest.fixture(scope="module")
 def postgres_url() -> object:
     with postgres_server() as url:
