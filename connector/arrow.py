@@ -262,11 +262,7 @@ def as_json(column: pa.Array, *, parse: bool = False) -> pa.Array:
     shaped = pc.fill_null(_json_shaped(column), True)
     candidates = _to_parse(column, shaped, parse=parse)
     if candidates is not None:
-        parsed = pa.array(
-            [_parses(value) for value in column.filter(candidates).to_pylist()],
-            pa.bool_(),
-        )
-        shaped = pc.replace_with_mask(shaped, candidates, parsed)
+        shaped = _without_unparsed(column, shaped, candidates)
     if pc.all(shaped).as_py():
         return column
     mask = pc.invert(shaped)
@@ -286,6 +282,22 @@ def _to_parse(column: pa.Array, shaped: pa.Array, *, parse: bool) -> pa.Array | 
         refused = pc.fill_null(pc.match_substring_regex(column, _REFUSED), False)
         candidates = pc.and_(candidates, refused)
     return candidates if pc.any(candidates).as_py() else None
+
+
+def _without_unparsed(
+    column: pa.Array, shaped: pa.Array, candidates: pa.Array
+) -> pa.Array:
+    """`shaped`, made false where a candidate value does not parse as JSON.
+
+    Each distinct value is parsed once: resource attributes and schemas repeat
+    across a page, and parsing them again would cost more than the rest.
+    """
+    values = pc.unique(column.filter(candidates))
+    failed = [value for value in values.to_pylist() if not _parses(value)]
+    if not failed:
+        return shaped
+    unparsed = pc.and_(candidates, pc.is_in(column, pa.array(failed, column.type)))
+    return pc.and_(shaped, pc.invert(unparsed))
 
 
 def _json_shaped(column: pa.Array) -> pa.Array:

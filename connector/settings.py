@@ -146,6 +146,7 @@ class Settings:
     accept_filter_change: bool = False
     replace_nul: bool = False
     warn_empty_text: bool = False
+    parse_json: bool = True
 
     @property
     def page_bytes(self) -> int:
@@ -203,6 +204,7 @@ def build_settings(
     accept_filter_change: object = None,
     replace_nul: object = None,
     warn_empty_text: object = None,
+    parse_json: object = None,
 ) -> Settings:
     """Check and convert the options of a sync; None means the default.
 
@@ -247,6 +249,7 @@ def build_settings(
         ),
         replace_nul=_flag(replace_nul, "replace_nul", default=False),
         warn_empty_text=_flag(warn_empty_text, "warn_empty_text", default=False),
+        parse_json=_flag(parse_json, "parse_json", default=True),
     )
     _check_together(settings)
     return settings

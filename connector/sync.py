@@ -939,13 +939,18 @@ def configured_option(name: str, *, secret: bool = False, listed: bool = False) 
 
 
 def _with_text_rules(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[str, Any]:
-    """The options, with the text rules of PostgreSQL turned on for it.
+    """The options, with the text rules of the pipeline's destination.
 
-    It stores no NUL character, and its loader stores '' as NULL.
+    PostgreSQL stores no NUL character, and its loader stores '' as NULL. The
+    filesystem destination parses no JSON, so its values need no parsing to
+    tell JSON from text that only looks like it.
     """
-    if destination_kind(pipeline) not in _POSTGRES_TEXT:
-        return options
-    rules = {"replace_nul": True, "warn_empty_text": True}
+    kind = destination_kind(pipeline)
+    rules: dict[str, bool] = {}
+    if kind in _POSTGRES_TEXT:
+        rules = {"replace_nul": True, "warn_empty_text": True}
+    elif kind == "filesystem" and configured_option("parse_json") is None:
+        rules = {"parse_json": False}
     return {**options, **{k: v for k, v in rules.items() if options.get(k) is None}}
 
 

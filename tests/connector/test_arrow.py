@@ -174,6 +174,17 @@ def test_parsing_catches_text_that_only_looks_like_json() -> None:
     ]
 
 
+def test_parsing_tells_each_of_many_alike_values_apart() -> None:
+    # Distinct values are parsed once each; their rows all follow.
+    alike = ["{'a': 1}", '["x"] ["y"]', '{"a": "tab\there"}', '{"ok": 1}']
+    column = pa.array([*alike, None, *alike, *alike])
+
+    shaped = as_json(column, parse=True).to_pylist()
+
+    wrapped = [json.dumps(value) for value in alike[:3]] + ['{"ok": 1}']
+    assert shaped == [*wrapped, None, *wrapped, *wrapped]
+
+
 def test_only_the_named_json_columns_are_shaped() -> None:
     batch = pa.record_batch(
         {"attributes": ["plain"], "log_body": ["[a] b [c]"], "message": ["plain"]}

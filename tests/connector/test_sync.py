@@ -275,6 +275,51 @@ def test_text_that_is_not_json_in_json_columns_loads_as_json_strings(
     assert {value for (value,) in hosts} == {"", "host=a", '{"host":"b"}'}
 
 
+LOOKS_LIKE_JSON = ["{'host': 'a'}", '["x"] ["y"]', '{"a": 1}}', '{"a": 01}']
+"""Values that open and close like JSON documents, and are not JSON."""
+
+
+def _records_with_attributes(values: list[str]) -> pa.Table:
+    records = make_records(
+        len(values), seed=25, start=NOW - timedelta(hours=2), end=NOW
+    )
+    index = records.schema.get_field_index("attributes")
+    return records.set_column(index, "attributes", pa.array(values, pa.string()))
+
+
+def test_text_that_only_looks_like_json_loads_as_json_strings(tmp_path: Path) -> None:
+    values = [*LOOKS_LIKE_JSON, *LOOKS_LIKE_JSON, '{"host": "b"}']
+    dest = destination(tmp_path)
+
+    with sandbox(_records_with_attributes(values)) as server:
+        report = run_sync(dest.pipeline, **options(server, tables=["records"]))
+
+    assert report.rows == len(values)
+    loaded = dest.query("SELECT attributes->>'$' FROM logfire.records")
+    assert sorted(value for (value,) in loaded) == sorted(
+        [*LOOKS_LIKE_JSON, *LOOKS_LIKE_JSON, '{"host":"b"}']
+    )
+
+
+def test_parquet_files_keep_text_that_only_looks_like_json_as_it_is(
+    tmp_path: Path,
+) -> None:
+    files = tmp_path / "files"
+    pipeline = dlt.pipeline(
+        pipeline_name="files",
+        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="logfire",
+    )
+
+    with sandbox(_records_with_attributes(LOOKS_LIKE_JSON)) as server:
+        run_sync(pipeline, **options(server, tables=["records"]))
+
+    parts = sorted((files / "logfire" / "records").glob("*.parquet"))
+    loaded = pa.concat_tables(pq.read_table(part) for part in parts)
+    assert sorted(loaded["attributes"].to_pylist()) == sorted(LOOKS_LIKE_JSON)
+
+
 def test_a_second_run_of_a_running_pipeline_is_refused_before_any_request(
     server: SandboxServer, tmp_path: Path
 ) -> None:
