@@ -30,6 +30,9 @@ __all__ = ["PERIOD_SECONDS", "RequestBudget", "shared_budget"]
 
 logger = logging.getLogger(__name__)
 
+_NOTICED_WAIT = 5.0
+"""Seconds of waiting for the budget that are logged at INFO."""
+
 PERIOD_SECONDS = 60.0
 """What the per-minute option counts over; only tests make it shorter."""
 
@@ -102,8 +105,13 @@ class RequestBudget:
 
         waited = slot - now
         if waited > 0:
-            logger.debug(
-                "The budget of %s requests per %g s is spent; waiting %.2f s.",
+            # A wait one notices is said at INFO: without it a throttled sync
+            # looks stuck.
+            level = logging.INFO if waited >= _NOTICED_WAIT else logging.DEBUG
+            logger.log(
+                level,
+                "The budget of %s requests per %g s (max_requests_per_minute) is "
+                "spent; waiting %.1f s.",
                 self.limit,
                 self.period,
                 waited,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -72,6 +73,32 @@ def test_a_request_after_a_quiet_spell_does_not_wait() -> None:
 
     assert budget.acquire() == 0.0
     assert fake.now == 25.0
+
+
+def test_a_long_wait_for_the_budget_is_said_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeTime()
+    budget = RequestBudget(2, 60.0, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    caplog.set_level(logging.DEBUG, logger="connector.budget")
+    for _ in range(3):
+        budget.acquire()
+    fake.now = 119.0
+    budget.acquire()
+    budget.acquire()
+
+    waits = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert waits == [
+        (logging.INFO, _spent(60.0)),
+        (logging.DEBUG, _spent(1.0)),
+    ]
+
+
+def _spent(seconds: float) -> str:
+    return (
+        "The budget of 2 requests per 60 s (max_requests_per_minute) is spent; "
+        f"waiting {seconds:.1f} s."
+    )
 
 
 def test_the_margin_spaces_requests_a_little_more_than_the_period() -> None:
