@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import dlt
+from dlt.common.exceptions import MissingDependencyException
 
 from connector.errors import (
     AuthenticationError,
@@ -546,10 +547,12 @@ def _classify(error: Exception) -> tuple[int, str]:
         return local
     if any(_CORRUPT_FILE in str(cause) for cause in causes(error)):
         return EXIT_DESTINATION, _CORRUPT_FILE_ADVICE
-    missing = _missing_database_folder(error)
+    missing = _missing_database_folder(error) or _missing_driver(error)
     if missing is not None:
         return EXIT_CONFIG, missing
     if isinstance(error, ConfigurationError):
+        if "missing: read_token" in str(error):
+            return EXIT_CONFIG, f"On the command line, {TOKEN_VARIABLE} also works."
         return EXIT_CONFIG, ""
     if isinstance(error, AuthenticationError):
         return EXIT_AUTH, ""
@@ -567,6 +570,28 @@ def _classify(error: Exception) -> tuple[int, str]:
             "committed chunk left them. Check that it is reachable and has space."
         )
     return EXIT_FAILED, ""
+
+
+def _missing_driver(error: Exception) -> str | None:
+    """The advice for a destination whose driver is not installed, if so."""
+    kept = "Loaded rows and watermarks are as the last committed chunk left them."
+    for cause in causes(error):
+        if isinstance(cause, MissingDependencyException):
+            installs = " or ".join(
+                f'pip install "{name}"' for name in cause.dependencies
+            )
+            return (
+                f"The destination's driver is not installed: {installs} (for "
+                'PostgreSQL, pip install "logfire-sync[postgres]" does too), then '
+                f"run again. {kept}"
+            )
+    for cause in causes(error):
+        if isinstance(cause, ImportError):
+            return (
+                f"A module the destination needs failed to import ({cause}): "
+                f"install or repair it, then run again. {kept}"
+            )
+    return None
 
 
 _CORRUPT_FILE: Final = "Corrupt database file"

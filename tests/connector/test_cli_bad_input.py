@@ -192,6 +192,25 @@ def test_a_bad_or_expired_token_exits_3_naming_the_setting(
     assert expired not in err
 
 
+def test_no_token_exits_2_naming_every_place_it_may_come_from(
+    server: SandboxServer,
+    state: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SOURCES__LOGFIRE__READ_TOKEN", raising=False)
+    refused(
+        capsys,
+        state,
+        ["run", *common(server, state)],
+        2,
+        "missing: read_token",
+        "SOURCES__LOGFIRE__READ_TOKEN",
+        "LOGFIRE_READ_TOKEN also works",
+        env={"LOGFIRE_READ_TOKEN": ""},
+    )
+
+
 def test_a_token_for_another_region_exits_3_naming_both_services(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -523,6 +542,46 @@ def test_missing_destination_credentials_exit_2_naming_the_setting(
     argv = ["run", *common(server, state), *INTO_POSTGRES]
 
     refused(capsys, state, argv, 2, "DESTINATION__POSTGRES__CREDENTIALS")
+
+
+@pytest.mark.parametrize(
+    ("failure", "fix"),
+    [
+        (
+            'ModuleNotFoundError("No module named psycopg2", name="psycopg2")',
+            "dlt[postgres]",
+        ),
+        ('ImportError("libpq.so.5: cannot open shared object file")', "libpq.so.5"),
+    ],
+)
+def test_a_destination_driver_that_does_not_import_exits_2_saying_what_to_install(
+    server: SandboxServer, tmp_path: Path, failure: str, fix: str
+) -> None:
+    stub = tmp_path / "stub" / "psycopg2"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(f"raise {failure}\n")
+    root = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(stub.parent), str(root)]),
+        "LOGFIRE_READ_TOKEN": TOKEN,
+        "DESTINATION__POSTGRES__CREDENTIALS": "postgresql://u:p@127.0.0.1:9/db",
+    }
+    state = tmp_path / "state"
+    argv = ["run", *common(server, state), *INTO_POSTGRES, "--tables", "metrics"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "connector.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2, done.stderr[-2000:]
+    said = done.stderr[done.stderr.rindex("logfire-sync: ") :]
+    assert "then run again" in said
+    assert fix in said
 
 
 def test_credentials_without_a_password_exit_2_naming_the_password(
