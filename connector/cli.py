@@ -451,8 +451,16 @@ def _print_table_audit(table: TableAudit) -> None:
 
 
 def _warn_if_start_ignored(pipeline: dlt.Pipeline) -> None:
-    """Say so when --start cannot apply, as the tables have watermarks."""
-    synced = [status.table for status in read_status(pipeline) if status.watermark]
+    """Say so when --start cannot apply, as the tables have watermarks.
+
+    A fresh folder has no state, but the run restores it from the destination
+    (unless told not to), so the watermarks are looked for there too.
+    """
+    statuses = read_status(pipeline)
+    if not statuses and pipeline.config.restore_from_destination:
+        pipeline.sync_destination()
+        statuses = read_status(pipeline)
+    synced = [status.table for status in statuses if status.watermark]
     if synced:
         logger.warning(
             "--start is ignored for %s: the pipeline has synced it before, so "

@@ -715,6 +715,22 @@ def test_a_start_given_to_a_synced_pipeline_is_said_to_be_ignored(
         assert after["watermark"] == before[table]["watermark"]
 
 
+def test_a_start_given_on_a_fresh_machine_is_said_to_be_ignored(
+    server: SandboxServer, state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker that has the database, but not the pipeline's folder.
+    before = Snapshot.of(state).resources
+    shutil.rmtree(state / "pipelines")
+    argv = ["run", *common(server, state), "--start", FROM.isoformat()]
+
+    assert run_cli(argv, {}) == 0
+
+    assert "--start is ignored for records, metrics" in caplog.text
+    for table in ("records", "metrics"):
+        after = Snapshot.of(state).resources[table]
+        assert after["watermark"] == before[table]["watermark"]
+
+
 def test_other_filters_than_the_watermarks_exit_2_until_accepted(
     server: SandboxServer, state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
