@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
 
 from connector.client import MAX_LIMIT, LogfireClient
 from connector.errors import (
@@ -378,7 +378,8 @@ class _TableCounts:
                     "GROUP BY 1"
                 )
                 rows = client.execute_sql(sql, self.start, self.end, self.stored_before)
-        except DatabaseUndefinedRelation:
+        except DestinationUndefinedEntity:
+            # A database without the table, or files without the table's folder.
             logger.info("The destination has no %s table yet.", self.spec.name)
             return {}
         except ConfigFieldMissingException as error:

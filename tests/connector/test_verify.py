@@ -218,6 +218,25 @@ def test_a_table_never_synced_is_compared_up_to_the_horizon(
     assert metrics.logfire_rows == visible(server, "metrics").num_rows
 
 
+def test_a_table_never_loaded_into_files_counts_as_empty(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    pipeline = dlt.pipeline(
+        pipeline_name="files",
+        destination=dlt.destinations.filesystem((tmp_path / "files").as_uri()),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="logfire",
+    )
+    run_sync(pipeline, start=FROM.isoformat(), **options(server, tables=["records"]))
+
+    audit = run_verify(pipeline, FROM, NOW, **options(server))
+
+    counted = {table.table: table for table in audit.tables}
+    assert counted["metrics"].destination_rows == 0
+    assert counted["metrics"].logfire_rows == visible(server, "metrics").num_rows
+    assert not counted["records"].differences
+
+
 def synced_partly(server: SandboxServer, tmp_path: Path) -> Destination:
     """Records synced for one chunk of 27 hours: a watermark short of the horizon."""
     dest = destination(tmp_path)
