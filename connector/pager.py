@@ -301,6 +301,10 @@ class _Page:
         return self.cursor
 
 
+class _CappedPageError(Exception):
+    """A whole page held fewer rows than asked, though more remain."""
+
+
 class _Pager:
     """The state machine behind :func:`read_window`."""
 
@@ -316,6 +320,7 @@ class _Pager:
         self._reader = reader
         self._query = query
         self._rows = 0
+        self._cap = MAX_LIMIT
         # A narrower window's query keeps the column and key: fixed per window.
         self._timed = {query.window_column, *(c.name for c in query.key)}
         ordered_by_window = query.key[0].name == query.window_column
@@ -340,6 +345,9 @@ class _Pager:
                 yield from self._read(page)
                 if self._counts(page) and page.rows < page.limit:
                     self._verify_tail(page)
+            except _CappedPageError:
+                # Rows remain after a whole stream: go on as after a full page.
+                self._cap = page.limit = page.rows
             except RetryableError as error:
                 self._stats.add(retries=1)
                 if page.emitted:
@@ -389,10 +397,10 @@ class _Pager:
                 return Cursor(">", page.held_key), self._page_size()
             return None
 
-        if equal_reread or (not page.emitted and page.limit >= MAX_LIMIT):
+        if equal_reread or (not page.emitted and page.limit >= self._cap):
             raise self._tie_overflow(page)
         if page.emitted and page.held_key is not None:
-            return Cursor(">=", page.held_key), self._page_size()
+            return Cursor(">=", page.held_key), min(self._page_size(), self._cap)
 
         # The whole page is one run of equal keys: read exactly that key.
         assert page.held_key is not None
@@ -584,6 +592,19 @@ class _Pager:
             received = sum(batch.num_rows for batch in page.held)
 
         counted: int = self._reader.retrying()(self._count, cursor)
+        if counted > received and page.rows and not page.unmarked:
+            logger.warning(
+                "A page of %s in the window %s asked for %s rows and ended, whole, "
+                "after %s, but the service counts %s more: it returns fewer rows "
+                "than asked. Pages now ask for %s.",
+                self._query.label,
+                self._query.window,
+                page.limit,
+                page.rows,
+                counted - received,
+                page.rows,
+            )
+            raise _CappedPageError
         if counted != received:
             raise IncompleteResponseError(
                 f"A page of {self._query.label} in the window {self._query.window} "
@@ -635,7 +656,7 @@ class _Pager:
         names = ", ".join(column.name for column in self._query.key)
         values = ", ".join(str(value) for value in page.held_key or ())
         return LogfireSyncError(
-            f"At least {MAX_LIMIT} {self._query.label} rows share one whole key "
+            f"At least {self._cap} {self._query.label} rows share one whole key "
             f"({names} = {values}) in the window {self._query.window}, more than "
             "one request can return, so they cannot be read without losing "
             "some. Narrow the sync with filters (service_names, where) so that "

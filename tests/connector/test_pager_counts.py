@@ -35,11 +35,17 @@ class CuttingReader:
     """
 
     def __init__(
-        self, client: LogfireClient, cut: set[int], empty: set[int] | None = None
+        self,
+        client: LogfireClient,
+        cut: set[int],
+        empty: set[int] | None = None,
+        *,
+        says_unmarked: bool = True,
     ) -> None:
         self.client = client
         self.cut = cut
         self.empty = empty or set()
+        self.says_unmarked = says_unmarked
         self.calls: list[str] = []
 
     def stream_arrow(
@@ -62,12 +68,19 @@ class CuttingReader:
         )
         if number in self.empty:
             stream.close()
+            self._unmarked(unmarked)
             return
         for batch in stream:
             yield batch
             if number in self.cut:
                 stream.close()
+                self._unmarked(unmarked)
                 return
+
+    def _unmarked(self, unmarked: Callable[[], None] | None) -> None:
+        """Tell the caller what the client would: the marker did not come."""
+        if unmarked is not None and self.says_unmarked:
+            unmarked()
 
     def retrying(self) -> tenacity.Retrying:
         return FAST.retrying()
@@ -133,10 +146,11 @@ def read(
     page_size: int,
     verify: bool = True,
     empty: set[int] | None = None,
+    says_unmarked: bool = True,
 ) -> tuple[list[str], CuttingReader, WindowStats]:
     stats = WindowStats()
     with LogfireClient(server.token, base_url=server.url, retry=FAST) as client:
-        reader = CuttingReader(client, cut, empty)
+        reader = CuttingReader(client, cut, empty, says_unmarked=says_unmarked)
         batches = list(
             read_window(
                 reader,
@@ -153,7 +167,10 @@ def read(
 def test_without_counts_a_clean_cut_loses_rows_silently(
     server: SandboxServer,
 ) -> None:
-    rows, _, _ = read(server, cut={0}, page_size=1_000, verify=False)
+    # As if the stream had ended on its marker: nothing tells the cut.
+    rows, _, _ = read(
+        server, cut={0}, page_size=1_000, verify=False, says_unmarked=False
+    )
 
     assert len(rows) == 10 < len(expected(server))
 
@@ -223,3 +240,55 @@ def test_a_count_without_a_count_query_is_refused(server: SandboxServer) -> None
         pytest.raises(LogfireSyncError, match="no count query"),
     ):
         list(read_window(client, bare, page_size=100, verify_counts=True))
+
+
+class CappingReader(CuttingReader):
+    """A service that returns at most `cap` rows a page, whatever is asked."""
+
+    def __init__(self, client: LogfireClient, cap: int) -> None:
+        super().__init__(client, cut=set())
+        self.cap = cap
+        self.limits: list[int] = []
+
+    def stream_arrow(
+        self,
+        sql: str,
+        *,
+        min_timestamp: datetime,
+        max_timestamp: datetime | None = None,
+        limit: int = 10_000,
+        unmarked: Callable[[], None] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        self.limits.append(limit)
+        return super().stream_arrow(
+            sql,
+            min_timestamp=min_timestamp,
+            max_timestamp=max_timestamp,
+            limit=min(limit, self.cap),
+            unmarked=unmarked,
+        )
+
+
+def test_a_service_that_returns_fewer_rows_than_asked_is_paged_at_its_cap(
+    server: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    stats = WindowStats()
+    with LogfireClient(server.token, base_url=server.url, retry=FAST) as client:
+        reader = CappingReader(client, cap=50)
+        batches = list(
+            read_window(
+                reader, window_query(), page_size=100, stats=stats, verify_counts=True
+            )
+        )
+
+    rows = pa.Table.from_batches(batches)
+    assert sorted(rows["attributes"].to_pylist()) == expected(server)
+    assert stats.retries == 0
+    pages = [
+        limit
+        for sql, limit in zip(reader.calls, reader.limits, strict=True)
+        if not sql.startswith("SELECT COUNT")
+    ]
+    assert pages[0] == 100
+    assert set(pages[1:]) == {50}
+    assert "it returns fewer rows than asked. Pages now ask for 50." in caplog.text
