@@ -660,9 +660,8 @@ class _Pager:
             f"({names} = {values}) in the window {self._query.window}, more than "
             "one request can return, so they cannot be read without losing "
             "some. Narrow the sync with filters (service_names, where) so that "
-            "fewer rows share a key; rows that differ in no other column either "
-            "can only be left out (a where on a column that tells them apart, "
-            "such as attributes, keeps the rest)."
+            "fewer rows share a key; rows that are copies of one another can "
+            "only be left out, with a where."
         )
 
     def _violation(self, what: str) -> LogfireSyncError:
