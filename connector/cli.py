@@ -48,7 +48,13 @@ from connector.errors import (
 )
 from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, make_pipeline
 from connector.source import TableSynced, WindowLoaded
-from connector.sync import SyncReport, read_status, run_backfill, run_sync
+from connector.sync import (
+    SyncReport,
+    read_status,
+    run_backfill,
+    run_sync,
+    tables_synced_in_destination,
+)
 from connector.verify import Audit, TableAudit, run_repair, run_verify
 
 __all__ = ["main"]
@@ -457,10 +463,9 @@ def _warn_if_start_ignored(pipeline: dlt.Pipeline) -> None:
     (unless told not to), so the watermarks are looked for there too.
     """
     statuses = read_status(pipeline)
-    if not statuses and pipeline.config.restore_from_destination:
-        pipeline.sync_destination()
-        statuses = read_status(pipeline)
     synced = [status.table for status in statuses if status.watermark]
+    if not statuses and pipeline.config.restore_from_destination:
+        synced = tables_synced_in_destination(pipeline)
     if synced:
         logger.warning(
             "--start is ignored for %s: the pipeline has synced it before, so "

@@ -968,10 +968,30 @@ def _log_chunk(label: str, chunk: int, rows: int, started: float) -> None:
     )
 
 
+def tables_synced_in_destination(pipeline: dlt.Pipeline) -> list[str]:
+    """The tables whose watermark the state kept in the destination holds.
+
+    Read without touching the pipeline's folder, and without taking its lock:
+    an empty list when the destination cannot be read, which the run itself
+    then reports.
+    """
+    try:
+        state = pipeline._restore_state_from_destination()
+    except Exception as error:
+        logger.debug("The state in the destination could not be read: %s", error)
+        return []
+    return list(_resource_states_in(state or {}))
+
+
 def _resource_states(pipeline: dlt.Pipeline) -> dict[str, dict[str, Any]]:
     """The state of every resource that keeps a watermark."""
+    return _resource_states_in(pipeline.state)
+
+
+def _resource_states_in(state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The state of every resource in a pipeline's `state` that keeps a watermark."""
     states: dict[str, dict[str, Any]] = {}
-    sources = pipeline.state.get("sources", {})
+    sources = state.get("sources", {})
     for source_name in sorted(sources, key=lambda name: name != _SOURCE_NAME):
         resources = sources[source_name].get("resources", {})
         for name, state in resources.items():

@@ -532,14 +532,17 @@ def test_an_unknown_destination_exits_2_listing_only_destinations(
     assert not {"utils", "typing", "impl", "destination"} & set(names)
 
 
+# With --start, a fresh folder first looks for watermarks in the destination.
+@pytest.mark.parametrize("start", [[], ["--start", FROM.isoformat()]])
 def test_missing_destination_credentials_exit_2_naming_the_setting(
     server: SandboxServer,
     state: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    start: list[str],
 ) -> None:
     monkeypatch.delenv("DESTINATION__POSTGRES__CREDENTIALS", raising=False)
-    argv = ["run", *common(server, state), *INTO_POSTGRES]
+    argv = ["run", *common(server, state), *INTO_POSTGRES, *start]
 
     refused(capsys, state, argv, 2, "DESTINATION__POSTGRES__CREDENTIALS")
 
