@@ -211,6 +211,7 @@ def read_window(
     stats: WindowStats | None = None,
     verify_counts: bool = False,
     narrow: Narrow | None = None,
+    marker_required: bool | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield every row of a window exactly once, in key order.
 
@@ -227,7 +228,12 @@ def read_window(
     A short page whose stream ends without its end-of-stream marker is
     confirmed by a count query, if `query.count` is set, and with
     `verify_counts` every short page is (see the module's docstring; it needs
-    `query.count`).
+    `query.count`). Where the count finds more rows after a page whose stream
+    ended on its marker, the service returned fewer rows than asked, and the
+    reading goes on after that page as after a full one. Only a reader that
+    requires the marker tells such a page from a cut one: `marker_required`,
+    unless given, is what the reader's own `require_end_marker` says (a
+    reader without one is taken to require it).
 
     Raises:
         LogfireSyncError: If the service breaks the protocol (too many rows,
@@ -241,7 +247,17 @@ def read_window(
             "has no count query. Give WindowQuery a count."
         )
     pager = _Pager(
-        reader, query, page_size, stats or WindowStats(), verify_counts, narrow
+        reader,
+        query,
+        page_size,
+        stats or WindowStats(),
+        verify_counts,
+        narrow,
+        marker_required=(
+            getattr(reader, "require_end_marker", True)
+            if marker_required is None
+            else marker_required
+        ),
     )
     yield from pager.run()
 
@@ -316,11 +332,14 @@ class _Pager:
         stats: WindowStats,
         verify_counts: bool = False,
         narrow: Narrow | None = None,
+        *,
+        marker_required: bool = True,
     ) -> None:
         self._reader = reader
         self._query = query
         self._rows = 0
-        self._cap = MAX_LIMIT
+        self._marker_required = marker_required
+        self._said_short = False
         # A narrower window's query keeps the column and key: fixed per window.
         self._timed = {query.window_column, *(c.name for c in query.key)}
         ordered_by_window = query.key[0].name == query.window_column
@@ -347,7 +366,7 @@ class _Pager:
                     self._verify_tail(page)
             except _CappedPageError:
                 # Rows remain after a whole stream: go on as after a full page.
-                self._cap = page.limit = page.rows
+                page.limit = page.rows
             except RetryableError as error:
                 self._stats.add(retries=1)
                 if page.emitted:
@@ -397,10 +416,10 @@ class _Pager:
                 return Cursor(">", page.held_key), self._page_size()
             return None
 
-        if equal_reread or (not page.emitted and page.limit >= self._cap):
+        if equal_reread or (not page.emitted and page.limit >= MAX_LIMIT):
             raise self._tie_overflow(page)
         if page.emitted and page.held_key is not None:
-            return Cursor(">=", page.held_key), min(self._page_size(), self._cap)
+            return Cursor(">=", page.held_key), self._page_size()
 
         # The whole page is one run of equal keys: read exactly that key.
         assert page.held_key is not None
@@ -592,18 +611,9 @@ class _Pager:
             received = sum(batch.num_rows for batch in page.held)
 
         counted: int = self._reader.retrying()(self._count, cursor)
-        if counted > received and page.rows and not page.unmarked:
-            logger.warning(
-                "A page of %s in the window %s asked for %s rows and ended, whole, "
-                "after %s, but the service counts %s more: it returns fewer rows "
-                "than asked. Pages now ask for %s.",
-                self._query.label,
-                self._query.window,
-                page.limit,
-                page.rows,
-                counted - received,
-                page.rows,
-            )
+        whole = self._marker_required and not page.unmarked
+        if counted > received and page.rows and whole:
+            self._say_short(page, counted - received)
             raise _CappedPageError
         if counted != received:
             raise IncompleteResponseError(
@@ -612,6 +622,23 @@ class _Pager:
                 f"rows where the page had {received}: its stream was cut short "
                 "without an end-of-stream marker. Reading again from the last key."
             )
+
+    def _say_short(self, page: _Page, more: int) -> None:
+        """Warn, once a window, of a service that returns fewer rows than asked."""
+        if self._said_short:
+            return
+        self._said_short = True
+        logger.warning(
+            "A page of %s in the window %s asked for %s rows and ended on its "
+            "marker after %s, but the service counts %s more: it returns fewer "
+            "rows than asked. Each such page is followed by another from its "
+            "last key.",
+            self._query.label,
+            self._query.window,
+            page.limit,
+            page.rows,
+            more,
+        )
 
     def _count(self, cursor: Cursor | None) -> int:
         """How many of the window's rows the service counts from `cursor` on."""
@@ -656,7 +683,7 @@ class _Pager:
         names = ", ".join(column.name for column in self._query.key)
         values = ", ".join(str(value) for value in page.held_key or ())
         return LogfireSyncError(
-            f"At least {self._cap} {self._query.label} rows share one whole key "
+            f"At least {MAX_LIMIT} {self._query.label} rows share one whole key "
             f"({names} = {values}) in the window {self._query.window}, more than "
             "one request can return, so they cannot be read without losing "
             "some. Narrow the sync with filters (service_names, where) so that "

@@ -1590,6 +1590,7 @@ def _open_reading(
             stats=stats,
             verify_counts=settings.verify_counts,
             narrow=narrow,
+            marker_required=settings.require_end_marker,
         )
         shaped = (prepare_batch(batch, json_columns, loose, types) for batch in pages)
         if settings.replace_nul:
