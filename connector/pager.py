@@ -683,7 +683,7 @@ class _Pager:
         names = ", ".join(column.name for column in self._query.key)
         values = ", ".join(str(value) for value in page.held_key or ())
         return LogfireSyncError(
-            f"At least {MAX_LIMIT} {self._query.label} rows share one whole key "
+            f"At least {page.rows} {self._query.label} rows share one whole key "
             f"({names} = {values}) in the window {self._query.window}, more than "
             "one request can return, so they cannot be read without losing "
             "some. Narrow the sync with filters (service_names, where) so that "

@@ -321,3 +321,18 @@ def test_without_the_marker_a_short_page_is_read_again_not_taken_as_capped(
     assert sorted(rows["attributes"].to_pylist()) == expected(server)
     assert stats.retries == 1
     assert "fewer rows than asked" not in caplog.text
+
+
+def test_a_run_of_ties_longer_than_a_capped_service_returns_fails_naming_it(
+    server: SandboxServer,
+) -> None:
+    # The run of 40 equal keys, from a service that returns 30 rows at most.
+    with LogfireClient(server.token, base_url=server.url, retry=FAST) as client:
+        pages = read_window(
+            CappingReader(client, [30]),
+            window_query(),
+            page_size=100,
+            verify_counts=True,
+        )
+        with pytest.raises(LogfireSyncError, match="At least 30 records rows share"):
+            list(pages)
