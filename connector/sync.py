@@ -949,9 +949,15 @@ def _with_text_rules(pipeline: dlt.Pipeline, options: dict[str, Any]) -> dict[st
     rules: dict[str, bool] = {}
     if kind in _POSTGRES_TEXT:
         rules = {"replace_nul": True, "warn_empty_text": True}
-    elif kind == "filesystem" and configured_option("parse_json") is None:
+    elif kind == "filesystem":
         rules = {"parse_json": False}
-    return {**options, **{k: v for k, v in rules.items() if options.get(k) is None}}
+    # What the caller or dlt's config says comes first.
+    unset = {
+        name: value
+        for name, value in rules.items()
+        if options.get(name) is None and configured_option(name) is None
+    }
+    return {**options, **unset}
 
 
 def _log_chunk(label: str, chunk: int, rows: int, started: float) -> None:

@@ -197,6 +197,21 @@ def test_empty_strings_arrive_in_postgres_as_null_with_a_warning(
     assert said[0].startswith("Column message holds empty strings")
 
 
+def test_empty_strings_go_unwarned_where_the_config_says_so(
+    tmp_path: Path,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__LOGFIRE__WARN_EMPTY_TEXT", "false")
+    pipeline = _pipeline(tmp_path, postgres_url, "empty_text_quiet")
+
+    report = _sync_records_of(pipeline, ["", "plain", "c", "d"], ["{}"] * 4, seed=11)
+
+    assert report.rows == 6
+    assert "holds empty strings" not in caplog.text
+
+
 def test_json_that_postgres_refuses_loads_as_json_strings(
     tmp_path: Path, postgres_url: str
 ) -> None:
