@@ -267,3 +267,15 @@ def captured_logs(
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
             logger.setLevel(level)
+
+
+def files_pipeline(tmp_path: Path, name: str) -> tuple[dlt.Pipeline, Path]:
+    """A pipeline into Parquet files under `tmp_path`, and their folder."""
+    files = tmp_path / f"{name}-files"
+    pipeline = dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="logfire",
+    )
+    return pipeline, files

@@ -63,7 +63,7 @@ class CuttingReader:
             sql,
             min_timestamp=min_timestamp,
             max_timestamp=max_timestamp,
-            limit=limit,
+            limit=self.served(sql, limit),
             unmarked=unmarked,
         )
         if number in self.empty:
@@ -76,6 +76,10 @@ class CuttingReader:
                 stream.close()
                 self._unmarked(unmarked)
                 return
+
+    def served(self, sql: str, limit: int) -> int:
+        """How many rows the service returns for a request of `limit`."""
+        return limit
 
     def _unmarked(self, unmarked: Callable[[], None] | None) -> None:
         """Tell the caller what the client would: the marker did not come."""
@@ -254,25 +258,11 @@ class CappingReader(CuttingReader):
         self.caps = caps
         self.pages = 0
 
-    def stream_arrow(
-        self,
-        sql: str,
-        *,
-        min_timestamp: datetime,
-        max_timestamp: datetime | None = None,
-        limit: int = 10_000,
-        unmarked: Callable[[], None] | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        if not sql.startswith("SELECT COUNT"):
-            limit = min(limit, self.caps[min(self.pages, len(self.caps) - 1)])
-            self.pages += 1
-        return super().stream_arrow(
-            sql,
-            min_timestamp=min_timestamp,
-            max_timestamp=max_timestamp,
-            limit=limit,
-            unmarked=unmarked,
-        )
+    def served(self, sql: str, limit: int) -> int:
+        if sql.startswith("SELECT COUNT"):
+            return limit
+        self.pages += 1
+        return min(limit, self.caps[min(self.pages, len(self.caps)) - 1])
 
 
 @pytest.mark.parametrize("caps", [[50], [40], [100, 1, 100], [50, 3, 50]])

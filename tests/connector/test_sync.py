@@ -29,6 +29,7 @@ from synchelp import (
     assert_same_rows,
     destination,
     expected_rows,
+    files_pipeline,
     make_metrics,
     make_records,
     sandbox,
@@ -232,13 +233,7 @@ def _stamp(moment: datetime) -> str:
 def test_parquet_files_on_the_filesystem_destination_get_every_row_once(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    files = tmp_path / "files"
-    pipeline = dlt.pipeline(
-        pipeline_name="files",
-        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
-        pipelines_dir=str(tmp_path / "pipelines"),
-        dataset_name="logfire",
-    )
+    pipeline, files = files_pipeline(tmp_path, "files")
     run_sync(pipeline, **options(server))
     run_sync(pipeline, **options(server))
 
@@ -304,13 +299,7 @@ def test_text_that_only_looks_like_json_loads_as_json_strings(tmp_path: Path) ->
 def test_parquet_files_keep_text_that_only_looks_like_json_as_it_is(
     tmp_path: Path,
 ) -> None:
-    files = tmp_path / "files"
-    pipeline = dlt.pipeline(
-        pipeline_name="files",
-        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
-        pipelines_dir=str(tmp_path / "pipelines"),
-        dataset_name="logfire",
-    )
+    pipeline, files = files_pipeline(tmp_path, "files")
 
     with sandbox(_records_with_attributes(LOOKS_LIKE_JSON)) as server:
         run_sync(pipeline, **options(server, tables=["records"]))
@@ -378,17 +367,6 @@ fcntl.flock(handle, fcntl.LOCK_EX)
 print("held", flush=True)
 time.sleep(120)
 """
-
-
-def files_pipeline(tmp_path: Path, name: str) -> tuple[dlt.Pipeline, Path]:
-    files = tmp_path / f"{name}-files"
-    pipeline = dlt.pipeline(
-        pipeline_name=name,
-        destination=dlt.destinations.filesystem(bucket_url=files.as_uri()),
-        pipelines_dir=str(tmp_path / "pipelines"),
-        dataset_name="logfire",
-    )
-    return pipeline, files
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from synchelp import (
     assert_same_rows,
     destination,
     expected_rows,
+    files_pipeline,
     make_metrics,
     make_records,
     sandbox,
@@ -221,13 +222,7 @@ def test_a_table_never_synced_is_compared_up_to_the_horizon(
 def test_a_table_whose_files_are_gone_counts_as_empty(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    files = tmp_path / "files"
-    pipeline = dlt.pipeline(
-        pipeline_name="files",
-        destination=dlt.destinations.filesystem(files.as_uri()),
-        pipelines_dir=str(tmp_path / "pipelines"),
-        dataset_name="logfire",
-    )
+    pipeline, files = files_pipeline(tmp_path, "files")
     run_sync(pipeline, start=FROM.isoformat(), **options(server))
     # As a lifecycle rule on the bucket would leave it: the folder, no files.
     for part in (files / "logfire" / "records").iterdir():
