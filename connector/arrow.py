@@ -399,10 +399,17 @@ def _convert(column: pa.Array) -> pa.Array:
         # No signed integer holds values from 2**63, and every destination
         # takes decimals of 20 digits.
         return column.cast(pa.decimal128(20, 0))
-    if pa.types.is_decimal256(kind):
+    # Numbers go in their widest type: dlt creates a column as wide as its
+    # first values, and wider ones later, or a uint32 in a signed column of
+    # 32 bits, would fail that load and every run's retry of it.
+    if pa.types.is_integer(kind) and kind != pa.int64():
+        return column.cast(pa.int64())
+    if pa.types.is_floating(kind) and kind != pa.float64():
+        return column.cast(pa.float64())
+    if pa.types.is_decimal(kind) and kind != pa.decimal128(_DECIMAL_DIGITS, kind.scale):
         # Destinations take at most 38 digits; more can only be text.
         if kind.precision <= _DECIMAL_DIGITS:
-            return column.cast(pa.decimal128(kind.precision, kind.scale))
+            return column.cast(pa.decimal128(_DECIMAL_DIGITS, kind.scale))
         return column.cast(pa.string())
     if pa.types.is_duration(kind):
         # dlt has no duration type; Logfire's own `duration` is in seconds.

@@ -32,15 +32,12 @@ from typing import Any, Final
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.libs.pyarrow import (
-    UnsupportedArrowTypeException,
-    get_column_type_from_py_arrow,
-)
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.extract import DltResource
 
 from connector.arrow import loaded_types, prepare_batch, replace_nul_characters
 from connector.client import LogfireClient
+from connector.columns import ArrivingColumns
 from connector.dltlogs import quiet_hint_warning
 from connector.errors import ConfigurationError
 from connector.pager import (
@@ -325,9 +322,9 @@ def _table_resource(
 
     def rows() -> Iterator[pa.RecordBatch]:
         sync = _TableSync(spec, settings, progress, read_ahead)
-        variants = _Variants(spec)
+        columns = ArrivingColumns(spec, settings.columns.get(spec.name) or spec.columns)
         for batch in sync.run():
-            yield variants.named(batch)
+            yield columns.named(batch)
 
     disposition: TWriteDispositionConfig = "append"
     if merge:
@@ -340,59 +337,6 @@ def _table_resource(
         merge_key=list(spec.merge_key) if merge else [],
         columns=_column_hints(spec, settings),
     )
-
-
-class _Variants:
-    """New names for extra columns that arrive in another type than before.
-
-    dlt loads a column in one type only: an undocumented column loaded as
-    integers once and sent as text later would fail that load, and every
-    run's retry of it. Values of another type go to a column of their own,
-    named as dlt names a column's variants, ``<column>__v_<type>``.
-    """
-
-    def __init__(self, spec: TableSpec) -> None:
-        schema = dlt.current.source_schema()
-        known = schema.tables.get(spec.name, {}).get("columns", {})
-        self._types = {name: column.get("data_type") for name, column in known.items()}
-        self._normal = schema.naming.normalize_identifier
-        self._documented = frozenset(spec.columns)
-        self._names: dict[tuple[str, pa.DataType], str] = {}
-
-    def named(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """`batch`, with each extra column of a changed type renamed."""
-        names = [self._name(field) for field in batch.schema]
-        if names == batch.schema.names:
-            return batch
-        return batch.rename_columns(names)
-
-    def _name(self, field: pa.Field) -> str:
-        key = (field.name, field.type)
-        if key not in self._names:
-            self._names[key] = self._choose(field)
-        return self._names[key]
-
-    def _choose(self, field: pa.Field) -> str:
-        name = str(field.name)
-        if name in self._documented or pa.types.is_null(field.type):
-            return name
-        loaded = self._types.get(self._normal(name))
-        try:
-            arriving = get_column_type_from_py_arrow(field.type).get("data_type")
-        except UnsupportedArrowTypeException:  # dlt says so when it loads
-            return name
-        if loaded is None or arriving is None or arriving == loaded:
-            return name
-        variant = f"{name}__v_{arriving}"
-        logger.warning(
-            "Column %s, loaded as %s before, now arrives as %s: its values are "
-            "loaded into %s instead, as dlt names a column's variants.",
-            name,
-            loaded,
-            arriving,
-            variant,
-        )
-        return variant
 
 
 def _column_hints(spec: TableSpec, settings: Settings) -> dict[str, TColumnSchema]:

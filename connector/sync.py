@@ -340,7 +340,7 @@ def _clock_offset(state: Mapping[str, Any]) -> timedelta:
     return timedelta(0)
 
 
-_ONCE_PER_RUN: Final = ("connector.settings", "connector.source")
+_ONCE_PER_RUN: Final = ("connector.columns", "connector.settings", "connector.source")
 """The loggers of what is built again for each chunk, warnings included."""
 
 

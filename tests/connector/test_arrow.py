@@ -80,15 +80,30 @@ def test_numbers_no_destination_holds_become_ones_it_does() -> None:
     big = pa.array([2**64 - 1, 1, None], pa.uint64())
     digits = pa.array(["1" * 45, "2.5", None]).cast(pa.decimal256(50, 1))
     narrow = pa.array(["12.25", None, "1"]).cast(pa.decimal256(10, 2))
-    batch = pa.record_batch({"big": big, "digits": digits, "narrow": narrow})
+    unsigned = pa.array([3_000_000_000, None, 0], pa.uint32())
+    small = pa.array([1.5, None, -2.0], pa.float32())
+    batch = pa.record_batch(
+        {
+            "big": big,
+            "digits": digits,
+            "narrow": narrow,
+            "unsigned": unsigned,
+            "small": small,
+        }
+    )
 
     prepared = prepare_batch(batch)
 
+    # Each in its widest type, so that wider values later fit the same column.
     assert prepared.schema.types == [
         pa.decimal128(20, 0),
         pa.string(),
-        pa.decimal128(10, 2),
+        pa.decimal128(38, 2),
+        pa.int64(),
+        pa.float64(),
     ]
+    assert prepared.column("unsigned").to_pylist() == [3_000_000_000, None, 0]
+    assert prepared.column("small").to_pylist() == [1.5, None, -2.0]
     assert prepared.column("big").to_pylist()[:2] == [Decimal(2**64 - 1), Decimal(1)]
     assert prepared.column("digits").to_pylist() == ["1" * 45 + ".0", "2.5", None]
     assert prepared.column("narrow").to_pylist() == [

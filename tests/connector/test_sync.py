@@ -45,7 +45,6 @@ from connector.errors import (
 from connector.pipeline import PipelineOptions, make_pipeline
 from connector.sync import read_status, run_backfill, run_sync
 from connector.verify import run_verify
-from sandbox.engine import QueryRequest, QueryResult
 from sandbox.server import SandboxServer
 
 HORIZON = NOW - timedelta(minutes=5)
@@ -618,57 +617,6 @@ def test_the_pipeline_folder_keeps_only_the_newest_loads(
     assert len(set(loads)) >= 5
     assert kept == sorted(set(loads), key=float)[-3:]
     assert _loads(dest.path) >= 5
-
-
-class _WithExtraColumn:
-    """The sandbox's engine, adding `value` as an undocumented column to pages."""
-
-    def __init__(self, engine: Any, value: object) -> None:
-        self.engine = engine
-        self.value = value
-
-    def execute(self, request: QueryRequest) -> QueryResult:
-        result: QueryResult = self.engine.execute(request)
-        if "trace_id" not in result.schema.names:
-            return result
-        extra = pa.array([self.value])
-        field = pa.field("gen_ai_tokens", extra.type)
-        schema = result.schema.append(field)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for batch in result.batches:
-                column = pa.array([self.value] * batch.num_rows, extra.type)
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, column], schema=schema
-                )
-
-        return QueryResult(schema, batches(), result.plans)
-
-
-def test_an_extra_column_that_changes_type_loads_into_a_variant_column(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    dest = destination(tmp_path)
-    records = make_records(70, seed=61, start=NOW - timedelta(hours=4), end=NOW + LATER)
-
-    with sandbox(records) as server:
-        service = server._service
-        engine = service.engine
-        service.engine = _WithExtraColumn(engine, 42)
-        first = run_sync(dest.pipeline, tables=["records"], **options(server))
-        server.clock.advance(LATER + timedelta(hours=1))
-        service.engine = _WithExtraColumn(engine, "many")
-        second = run_sync(dest.pipeline, tables=["records"], **options(server))
-
-    assert first.rows > 0
-    assert second.rows > 0
-    loaded = dest.table("records")
-    assert loaded.num_rows == first.rows + second.rows == 70
-    assert pc.sum(pc.equal(loaded["gen_ai_tokens"], 42)).as_py() == first.rows
-    texts = pc.equal(loaded["gen_ai_tokens__v_text"], "many")
-    assert pc.sum(texts).as_py() == second.rows
-    said = " ".join(record.getMessage() for record in caplog.records)
-    assert "Column gen_ai_tokens, loaded as bigint before, now arrives as text" in said
 
 
 LATER = timedelta(hours=3)
