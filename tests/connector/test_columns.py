@@ -171,8 +171,10 @@ def test_a_type_that_changes_between_the_pages_of_one_chunk_loads_every_page(
     assert pc.sum(pc.xor(whole, parts)).as_py() == report.rows
     doubles = set(pc.unique(loaded["extra__v_double"]).drop_null().to_pylist())
     integers = set(pc.unique(loaded["extra"]).drop_null().to_pylist())
-    assert doubles and doubles <= {1.0, 3.0}
-    assert integers and all(page % 2 == 0 or page >= 4 for page in integers)
+    assert doubles
+    assert doubles <= {1.0, 3.0}
+    assert integers
+    assert all(page % 2 == 0 or page >= 4 for page in integers)
 
 
 def test_columns_dlt_would_load_under_one_name_are_refused_naming_both(
