@@ -47,14 +47,9 @@ from connector.errors import (
     causes,
 )
 from connector.pipeline import DEFAULT_STATE_DIR, PipelineOptions, make_pipeline
+from connector.restore import tables_synced_in_destination
 from connector.source import TableSynced, WindowLoaded
-from connector.sync import (
-    SyncReport,
-    read_status,
-    run_backfill,
-    run_sync,
-    tables_synced_in_destination,
-)
+from connector.sync import SyncReport, read_status, run_backfill, run_sync
 from connector.verify import Audit, TableAudit, run_repair, run_verify
 
 __all__ = ["main"]
@@ -612,9 +607,11 @@ _CORRUPT_FILE: Final = "Corrupt database file"
 
 _CORRUPT_FILE_ADVICE: Final = (
     "The destination's database file is damaged, which no retry repairs; "
-    "nothing was changed. Restore the file from a copy. Without one, move it "
-    "aside, delete the pipeline's folder under --state-dir (pipelines/<name>), "
-    "and run again with --start as far back as the rows should go."
+    "nothing was changed. Restore the file from a copy and delete the "
+    "pipeline's folder under --state-dir (pipelines/<name>), so that the next "
+    "run goes on from the copy's watermarks. Without a copy, move the file "
+    "aside, delete that folder, and run again with --start as far back as the "
+    "rows should go."
 )
 
 

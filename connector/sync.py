@@ -41,6 +41,7 @@ from dlt.common.configuration.specs import known_sections
 from dlt.common.configuration.specs.config_section_context import (
     ConfigSectionContext,
 )
+from dlt.common.pipeline import LoadInfo
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
@@ -53,6 +54,11 @@ from connector.errors import (
     causes,
 )
 from connector.readahead import ReadAhead
+from connector.restore import (
+    SOURCE_NAME,
+    refuse_lost_destination,
+    resource_states_in,
+)
 from connector.settings import parse_instant, unreadable_config
 from connector.source import (
     Progress,
@@ -73,7 +79,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SOURCE_NAME: Final = "logfire"
 
 _REWRITES_JOBS: Final = frozenset({"filesystem"})
 """Destinations whose load job, run again, replaces what it wrote before."""
@@ -421,6 +426,7 @@ def _run(
     refuse_other_targets(pipeline, source.selected_resources)
     _refuse_appended_copies(pipeline, source, options)
     _refuse_unrestored_state(pipeline, source, options)
+    refuse_lost_destination(pipeline)
     started = time.monotonic()
     _finish_pending(pipeline)
     appended = _empty_merge_tables(pipeline, source)
@@ -573,7 +579,7 @@ def refuse_other_targets(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None:
 def _resource_state(pipeline: dlt.Pipeline, resource: str) -> dict[str, Any]:
     """The state a resource of the source keeps, empty if it has none."""
     sources = pipeline.state.get("sources", {})
-    state = sources.get(_SOURCE_NAME, {}).get("resources", {}).get(resource, {})
+    state = sources.get(SOURCE_NAME, {}).get("resources", {}).get(resource, {})
     return state if isinstance(state, dict) else {}
 
 
@@ -629,6 +635,9 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
     moved past its windows, and ``pipeline.run`` given new data would only load
     that package and return, so the chunk loop would stop at once. Loading it
     here first lets the sync go on from where the package left the state.
+    It is loaded without ``pipeline.run``, whose first step, finding no dataset
+    in the destination after a first load that failed, would wipe the folder,
+    package included.
     """
     _drop_normalized_leftovers(pipeline)
     _abort_interrupted_load(pipeline)
@@ -815,12 +824,14 @@ def _refuse_unraised_job_failures(pipeline: dlt.Pipeline) -> None:
 def _run_chunk(pipeline: dlt.Pipeline, source: DltSource | None) -> None:
     """One pipeline run, raising the connector's own error if it fails.
 
+    Without a source, the pending packages are normalized and loaded.
+
     Raises:
         LogfireSyncError: If a load job failed without failing the run, which
             only a setting checked before the first run allows.
     """
     try:
-        info = pipeline.run(source)
+        info = pipeline.run(source) if source is not None else _load_pending(pipeline)
     except Exception as failure:
         cause = _connector_error(failure) or _missing_config(pipeline, failure)
         if cause is None:
@@ -833,6 +844,15 @@ def _run_chunk(pipeline: dlt.Pipeline, source: DltSource | None) -> None:
             "--repair` over the loaded range to load its rows again.\n"
             f"{info}"
         )
+
+
+def _load_pending(pipeline: dlt.Pipeline) -> LoadInfo | None:
+    """Normalize and load the pending packages, as ``pipeline.run`` would."""
+    if pipeline.list_extracted_load_packages():
+        pipeline.normalize()
+    if not pipeline.list_normalized_load_packages():
+        return None
+    return pipeline.load()
 
 
 def _missing_config(
@@ -974,36 +994,9 @@ def _log_chunk(label: str, chunk: int, rows: int, started: float) -> None:
     )
 
 
-def tables_synced_in_destination(pipeline: dlt.Pipeline) -> list[str]:
-    """The tables whose watermark the state kept in the destination holds.
-
-    Read without touching the pipeline's folder, and without taking its lock:
-    an empty list when the destination cannot be read, which the run itself
-    then reports.
-    """
-    try:
-        state = pipeline._restore_state_from_destination()
-    except Exception as error:
-        logger.debug("The state in the destination could not be read: %s", error)
-        return []
-    return list(_resource_states_in(state or {}))
-
-
 def _resource_states(pipeline: dlt.Pipeline) -> dict[str, dict[str, Any]]:
     """The state of every resource that keeps a watermark."""
-    return _resource_states_in(pipeline.state)
-
-
-def _resource_states_in(state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The state of every resource in a pipeline's `state` that keeps a watermark."""
-    states: dict[str, dict[str, Any]] = {}
-    sources = state.get("sources", {})
-    for source_name in sorted(sources, key=lambda name: name != _SOURCE_NAME):
-        resources = sources[source_name].get("resources", {})
-        for name, state in resources.items():
-            if isinstance(state, dict) and "watermark" in state:
-                states.setdefault(name, state)
-    return states
+    return resource_states_in(pipeline.state)
 
 
 def _instant(value: object) -> datetime | None:
