@@ -10,10 +10,12 @@ Exit codes, for orchestrators:
 4     the service refused a query: fix the query options
 5     the service kept failing or rate limiting, or another run of
       the same pipeline is going on: run again later
-6     the destination failed: check it is reachable and has space
-      (also a full disk under the state folder)
+6     the destination failed: fix what its message names (also a full
+      disk under the state folder)
 7     ``verify`` found buckets whose row counts differ: see its report,
       and run it with ``--repair``
+130   interrupted (Ctrl-C)
+143   terminated (SIGTERM, as orchestrators send on a timeout)
 ====  ==========================================================
 
 Whatever the exit code, rows already committed stay loaded and the watermarks
@@ -23,15 +25,19 @@ only ever cover committed rows, so running again is always safe.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
 import dlt
@@ -65,6 +71,7 @@ EXIT_RETRY_LATER: Final = 5
 EXIT_DESTINATION: Final = 6
 EXIT_MISMATCH: Final = 7
 EXIT_INTERRUPTED: Final = 130
+EXIT_TERMINATED: Final = 143
 
 TOKEN_VARIABLE: Final = "LOGFIRE_READ_TOKEN"
 
@@ -91,18 +98,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
     try:
-        code: int = args.command(args)
-    except KeyboardInterrupt:
-        return _interrupted()
+        with _terminated_as_interrupt():
+            code: int = args.command(args)
+    except KeyboardInterrupt as stop:
+        return _interrupted(stop)
     except Exception as error:
         # dlt wraps an interrupt during one of its steps in its own error.
-        if any(isinstance(cause, KeyboardInterrupt) for cause in causes(error)):
-            return _interrupted()
-        return _report_failure(error)
+        for cause in causes(error):
+            if isinstance(cause, KeyboardInterrupt):
+                return _interrupted(cause)
+        return _report_failure(error, getattr(args, "state_dir", None))
     return code
 
 
-def _interrupted() -> int:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """Stop on SIGTERM as on Ctrl-C, rather than dying where the signal lands.
+
+    Orchestrators send SIGTERM when a task times out. Its default action ends
+    the process at once, without a word; raised as an interrupt, it lets the
+    run release its lock and say what stays loaded. During dlt's normalize
+    and load steps, dlt takes the signal itself and stops them at a safe point.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(stop: BaseException) -> int:
+    """Say that the run was stopped, and choose the exit code."""
+    code = getattr(stop, "signal_code", None)
+    if isinstance(stop, _Terminated) or code == signal.SIGTERM:
+        print("Terminated (SIGTERM); committed chunks stay loaded.", file=sys.stderr)
+        return EXIT_TERMINATED
     print("Interrupted; committed chunks stay loaded.", file=sys.stderr)
     return EXIT_INTERRUPTED
 
@@ -535,9 +576,9 @@ def _print_report(label: str, report: SyncReport) -> None:
         )
 
 
-def _report_failure(error: Exception) -> int:
+def _report_failure(error: Exception, state_dir: Path | None = None) -> int:
     """Print one clear line about a failure and choose the exit code."""
-    code, advice = _classify(error)
+    code, advice = _classify(error, state_dir)
     message = _scrub(str(error) or type(error).__name__)
     print(f"logfire-sync: {message}", file=sys.stderr)
     # Notes say what the error alone does not, such as how long retries went on.
@@ -549,8 +590,8 @@ def _report_failure(error: Exception) -> int:
     return code
 
 
-def _classify(error: Exception) -> tuple[int, str]:
-    local = _local_disk_failure(error)
+def _classify(error: Exception, state_dir: Path | None) -> tuple[int, str]:
+    local = _local_disk_failure(error, state_dir)
     if local is not None:
         return local
     if any(_CORRUPT_FILE in str(cause) for cause in causes(error)):
@@ -574,8 +615,10 @@ def _classify(error: Exception) -> tuple[int, str]:
         return EXIT_FAILED, ""
     if _is_destination_failure(error):
         return EXIT_DESTINATION, (
-            "The destination failed; loaded rows and watermarks are as the last "
-            "committed chunk left them. Check that it is reachable and has space."
+            "The destination failed, as its message above says; loaded rows and "
+            "watermarks are as the last committed chunk left them. Fix what it "
+            "names (whether it is reachable with these credentials, its space, a "
+            "value it refuses), then run again."
         )
     return EXIT_FAILED, ""
 
@@ -636,7 +679,9 @@ def _missing_database_folder(error: Exception) -> str | None:
     return None
 
 
-def _local_disk_failure(error: Exception) -> tuple[int, str] | None:
+def _local_disk_failure(
+    error: Exception, state_dir: Path | None
+) -> tuple[int, str] | None:
     """The exit code and advice for a full or read-only local disk, if so."""
     for cause in causes(error):
         number = cause.errno if isinstance(cause, OSError) else None
@@ -649,6 +694,12 @@ def _local_disk_failure(error: Exception) -> tuple[int, str] | None:
                 "folder on a disk that has room. Loaded rows and watermarks "
                 "are as the last committed chunk left them."
             )
+        if number in _UNWRITABLE and not _within(where, state_dir):
+            return EXIT_DESTINATION, (
+                f"The destination cannot be written{place}. Let the user that "
+                "runs the sync write there, or load elsewhere. Loaded rows and "
+                "watermarks are as the last committed chunk left them."
+            )
         if number in _UNWRITABLE:
             return EXIT_CONFIG, (
                 f"A folder cannot be written{place}. Pass --state-dir with a "
@@ -656,6 +707,16 @@ def _local_disk_failure(error: Exception) -> tuple[int, str] | None:
                 "committed chunk left them."
             )
     return None
+
+
+def _within(where: object, folder: Path | None) -> bool:
+    """Whether the file an error names is in `folder`; True if either is unknown."""
+    if not isinstance(where, str | bytes) or not where or folder is None:
+        return True
+    try:
+        return Path(os.fsdecode(where)).resolve().is_relative_to(folder.resolve())
+    except (OSError, TypeError, ValueError):
+        return True
 
 
 def _is_destination_failure(error: Exception) -> bool:

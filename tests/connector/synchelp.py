@@ -149,11 +149,12 @@ def sandbox(
     *,
     now: datetime = NOW,
     token: str = "sandbox-token",
+    latency: float = 0.0,
 ) -> Iterator[SandboxServer]:
     """A sandbox serving the given rows, its clock stopped at `now`."""
     store = Store(records, metrics if metrics is not None else empty_metrics())
     clock = Clock(start=now, speed=1e-9)
-    with SandboxServer(store, clock=clock, token=token) as server:
+    with SandboxServer(store, clock=clock, token=token, latency=latency) as server:
         yield server
 
 

@@ -663,6 +663,41 @@ def test_a_read_only_state_folder_exits_2(
     assert Snapshot.of(small_disk) == before
 
 
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder on a read-only tmpfs of its own."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)],
+        capture_output=True,
+        check=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_destination_folder_that_cannot_be_written_exits_6_naming_it(
+    server: SandboxServer,
+    state: Path,
+    read_only_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It was blamed on the state folder, with exit 2.
+    into_files = ["--destination", "filesystem", "--pipeline", "into_files"]
+    argv = ["run", *common(server, state), *into_files, "--start", FROM.isoformat()]
+    bucket = {"DESTINATION__FILESYSTEM__BUCKET_URL": read_only_folder.as_uri()}
+
+    code = run_cli(argv, bucket)
+
+    err = capsys.readouterr().err
+    assert code == 6, err
+    assert f"The destination cannot be written ({read_only_folder}" in err
+    assert "--state-dir" not in err
+
+
 def test_a_start_older_than_retention_warns_on_stderr_and_proceeds(
     server: SandboxServer, tmp_path: Path
 ) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +14,13 @@ import duckdb
 import pytest
 
 from connector.cli import _duration, main
-from tests.connector.synchelp import NOW, make_metrics, make_records, sandbox
+from tests.connector.synchelp import (
+    NOW,
+    expected_rows,
+    make_metrics,
+    make_records,
+    sandbox,
+)
 
 RECORDS = make_records(800, seed=31, start=NOW - timedelta(hours=2), end=NOW)
 METRICS = make_metrics(100, seed=32, start=NOW - timedelta(hours=2), end=NOW)
@@ -166,6 +174,43 @@ def test_an_interrupt_while_dlt_extracts_exits_130(
 
     assert code == 130
     assert "Interrupted; committed chunks stay loaded." in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_run_saying_so_and_the_next_run_loads_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An orchestrator's timeout: the default action ended the run without a word.
+    records = make_records(3_000, seed=33, start=NOW - timedelta(hours=6), end=NOW)
+    start = (NOW - timedelta(hours=7)).isoformat()
+    with sandbox(records, METRICS, latency=0.1) as server:
+        command = [sys.executable, "-m", "connector.cli", "run"]
+        env = {**os.environ, "LOGFIRE_READ_TOKEN": server.token}
+        env["SOURCES__LOGFIRE__CHUNK_ROWS"] = "500"
+        argv = [*_common(server.url, tmp_path), "--start", start, "--page-size", "100"]
+        running = subprocess.Popen(
+            [*command, *argv], env=env, stderr=subprocess.PIPE, text=True
+        )
+        while server._service.counters.snapshot()["queries"] < 8:
+            assert running.poll() is None
+            time.sleep(0.05)
+        running.send_signal(signal.SIGTERM)
+        _, err = running.communicate(timeout=60)
+
+        monkeypatch.setenv("LOGFIRE_READ_TOKEN", server.token)
+        again = main(["run", *argv])
+        stored = server.store.visible("records", server.clock.now())
+
+    assert running.returncode == 143
+    assert "Terminated (SIGTERM); committed chunks stay loaded." in err
+    assert again == 0
+    database = tmp_path / "logfire_sync.duckdb"
+    with duckdb.connect(str(database), read_only=True) as connection:
+        keys = connection.execute(
+            "SELECT count(*), count(DISTINCT (trace_id, span_id, created_at)) "
+            "FROM logfire.records"
+        ).fetchone()
+    horizon = NOW - timedelta(minutes=5)
+    assert keys == (expected_rows(stored, horizon).num_rows,) * 2
 
 
 def test_status_refuses_the_local_state_of_another_dataset(
