@@ -86,6 +86,7 @@ class ReadAhead:
 
     def __init__(self, root: Path | None = None) -> None:
         self._parked: dict[str, _Parked] = {}
+        self._parking = True
         self._root = root
         self._folder: Path | None = None
         self._numbers = itertools.count()
@@ -105,6 +106,9 @@ class ReadAhead:
                 the next chunk; it bounds the disk a sync uses.
         """
         self.discard(key)
+        if not self._parking:
+            reading.close()
+            return
         if self._folder is None:
             if self._root is not None:
                 self._root.mkdir(parents=True, exist_ok=True)
@@ -113,6 +117,14 @@ class ReadAhead:
             )
         spool = self._folder / str(next(self._numbers))
         self._parked[key] = _Parked(start, reading, spool, spool_rows)
+
+    def stop_parking(self) -> None:
+        """Close readings where their chunk ends, as no chunk takes them over.
+
+        A sync stopped by its chunk limit would otherwise go on reading the
+        next chunk's rows during the last load, only to throw them away.
+        """
+        self._parking = False
 
     def parked_now(self, key: str) -> datetime | None:
         """The service's clock when the reading parked under `key` began."""

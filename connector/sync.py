@@ -441,6 +441,8 @@ def _run(
 
             chunk = source.with_resources(*pending)
             _append_to(chunk, appended)
+            if max_chunks is not None and chunks + 1 >= max_chunks:
+                read_ahead.stop_parking()
             _run_chunk(pipeline, chunk)
             chunks += 1
             rows = sum(tally.rows.values()) - rows_before

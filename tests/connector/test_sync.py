@@ -474,6 +474,23 @@ def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
         run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
 
 
+def test_a_sync_stopped_by_its_chunk_limit_reads_little_past_what_it_loads(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    # The last chunk's reading went on during its load, for rows no chunk took:
+    # 3,283 rows served for 1,288 loaded.
+    counters = server._service.counters
+    counters.reset()
+    small = options(server, chunk_rows=1_000, page_size=100)
+    report = run_sync(
+        destination(tmp_path).pipeline, tables=["records"], max_chunks=1, **small
+    )
+
+    served = counters.snapshot()["rows_served"]
+    assert not report.caught_up
+    assert report.rows <= served < report.rows + 1_000
+
+
 def test_a_relative_state_folder_follows_the_project_when_it_moves(
     server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
