@@ -53,6 +53,7 @@ from connector.errors import (
     PipelineBusyError,
     causes,
 )
+from connector.indexes import index_merge_keys
 from connector.readahead import ReadAhead
 from connector.restore import (
     SOURCE_NAME,
@@ -430,6 +431,8 @@ def _run(
     started = time.monotonic()
     _finish_pending(pipeline)
     appended = _empty_merge_tables(pipeline, source)
+    keys = _merge_keys(source, appended)
+    index_merge_keys(pipeline, destination_kind(pipeline), keys)
 
     chunks = 0
     pending: list[str] = list(source.resources.keys())
@@ -756,6 +759,20 @@ def _empty_merge_tables(pipeline: dlt.Pipeline, source: DltSource) -> set[str]:
             )
             empty.add(resource.name)
     return empty
+
+
+def _merge_keys(source: DltSource, appended: set[str]) -> dict[str, list[str]]:
+    """The merge key's columns of each table the sync merges into."""
+    keys: dict[str, list[str]] = {}
+    for resource in source.selected_resources.values():
+        table = resource.compute_table_schema()
+        if resource.name in appended or table.get("write_disposition") != "merge":
+            continue
+        columns = table.get("columns", {}).values()
+        merged = [str(column["name"]) for column in columns if column.get("merge_key")]
+        if merged:
+            keys[table.get("name") or resource.name] = merged
+    return keys
 
 
 def _append_to(source: DltSource, resources: set[str]) -> None:

@@ -137,6 +137,48 @@ def test_a_backfill_into_postgres_merges_without_duplicates(
     )
 
 
+def test_merges_into_postgres_find_the_rows_they_replace_by_index(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # dlt creates no index on a merge key, so every merge read the whole table.
+    records = make_records(600, seed=9, start=START, end=NOW + timedelta(hours=2))
+    metrics = make_metrics(100, seed=10, start=START, end=NOW + timedelta(hours=2))
+    pipeline = _pipeline(tmp_path, postgres_url, "indexed")
+    with sandbox(records, metrics) as server:
+        options = {
+            "read_token": server.token,
+            "base_url": server.url,
+            "start": (START - timedelta(hours=1)).isoformat(),
+        }
+        run_sync(pipeline, **options)
+        # The first sync appends, into tables empty when it began.
+        assert _merge_indexes(postgres_url, "indexed") == {}
+        server.clock.advance(timedelta(hours=3))
+        run_sync(pipeline, **options)
+        run_sync(pipeline, **options)
+
+    assert _merge_indexes(postgres_url, "indexed") == {
+        "records": "(start_timestamp, created_at)",
+        "metrics": "(recorded_timestamp, created_at)",
+    }
+    horizon = NOW + timedelta(hours=3) - timedelta(minutes=5)
+    assert_same_rows(
+        _table(postgres_url, "indexed", "records"), expected_rows(records, horizon)
+    )
+
+
+def _merge_indexes(url: str, dataset: str) -> dict[str, str]:
+    """The columns of each table's merge-key index, as PostgreSQL lists them."""
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes "
+            "WHERE schemaname = %s AND indexname LIKE %s",
+            (dataset, "%merge_key"),
+        )
+        found = cursor.fetchall()
+    return {table: definition[definition.rindex("(") :] for table, definition in found}
+
+
 def _sync_records_of(
     pipeline: dlt.Pipeline,
     messages: list[str],
