@@ -6,9 +6,12 @@ reader threads run ahead of dlt, but during the normalize and the load nothing
 would read, and a destination such as DuckDB takes about as long to load a
 chunk as the service took to serve it. So when a chunk stops at its row limit
 with windows of its reading still to come, the reading is parked here: a
-thread goes on taking its windows and writes them to disk, and the next chunk
-of the same table, starting exactly where the parked reading stops, takes the
-reading over instead of asking for those rows again.
+thread goes on taking its windows, and the next chunk of the same table,
+starting exactly where the parked reading stops, takes the reading over
+instead of asking for those rows again. What it takes is held in memory for
+the first moments, as most loads into files end sooner, and written to disk
+once the load outlasts them, so that a long load does not hold a chunk of
+rows in memory beside its own.
 
 Nothing parked is state. The watermark moves only with what dlt extracts, so
 a crash loses no more than what was read ahead, which the next run reads
@@ -17,15 +20,18 @@ again.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Final, TypeAlias
 
 import pyarrow as pa
 
@@ -76,16 +82,25 @@ class Reading:
         self.client.close()
 
 
+HOLD_SECONDS: Final = 0.5
+"""How long a parked reading holds what it takes in memory before it spools."""
+
+
 class ReadAhead:
     """Readings parked between the chunks of one sync, one per key.
 
     Args:
         root: A folder of the sync's own to write them in, emptied first of
             what a killed run left there; a temporary folder without one.
+        hold_seconds: How long a parked reading keeps its rows in memory
+            before it writes them to disk.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, *, hold_seconds: float = HOLD_SECONDS
+    ) -> None:
         self._parked: dict[str, _Parked] = {}
+        self._hold_seconds = hold_seconds
         self._parking = True
         self._root = root
         self._folder: Path | None = None
@@ -116,7 +131,9 @@ class ReadAhead:
                 tempfile.mkdtemp(prefix="logfire-sync-", dir=self._root)
             )
         spool = self._folder / str(next(self._numbers))
-        self._parked[key] = _Parked(start, reading, spool, spool_rows)
+        self._parked[key] = _Parked(
+            start, reading, spool, spool_rows, self._hold_seconds
+        )
 
     def stop_parking(self) -> None:
         """Close readings where their chunk ends, as no chunk takes them over.
@@ -167,11 +184,24 @@ class ReadAhead:
             self._folder = None
 
 
+_Taken: TypeAlias = pa.RecordBatch | pa.Table | Path | None
+"""An item's rows as a parked reading keeps them: in memory, on disk, or none."""
+
+
 class _Parked:
-    """A reading whose items a thread writes to disk until it is resumed."""
+    """A reading whose items a thread takes until it is resumed.
+
+    The items are held in memory until `hold_seconds` have passed, then
+    written to disk, those held first.
+    """
 
     def __init__(
-        self, start: datetime, reading: Reading, folder: Path, spool_rows: int
+        self,
+        start: datetime,
+        reading: Reading,
+        folder: Path,
+        spool_rows: int,
+        hold_seconds: float,
     ) -> None:
         self.start = start
         self.now = reading.now
@@ -179,7 +209,10 @@ class _Parked:
         self._folder = folder
         self._folder.mkdir()
         self._spool_rows = spool_rows
-        self._spooled: list[tuple[Window, Path | None]] = []
+        self._spool_after = time.monotonic() + hold_seconds
+        self._taken: list[tuple[Window, _Taken]] = []
+        self._spooled = 0
+        self._numbers = itertools.count()
         self._failure: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -188,28 +221,39 @@ class _Parked:
         self._thread.start()
 
     def _drain(self) -> None:
-        """Take the reading's items and write them down, until told to stop."""
+        """Take the reading's items until told to stop, spooling once held long."""
         rows = 0
         try:
-            for number in itertools.count():
-                if self._stop.is_set() or rows >= self._spool_rows:
-                    return
+            while not self._stop.is_set() and rows < self._spool_rows:
                 item = next(self._reading.items, None)
                 if item is None:
-                    return
-                window, batch = item
-                if batch is None:
-                    self._spooled.append((window, None))
-                    continue
-                self._spooled.append((window, self._write(number, batch)))
-                rows += batch.num_rows
+                    break
+                batch = item[1]
+                self._taken.append(item)
+                rows += 0 if batch is None else batch.num_rows
+                self._spool_if_held_long()
+
+            # Nothing more to take: what is held is written once the hold ends.
+            wait = self._spool_after - time.monotonic()
+            if not self._stop.wait(max(0.0, wait)):
+                self._spool_if_held_long()
         except BaseException as error:
             # The chunk that takes the reading over raises it where it happened.
             self._failure = error
 
-    def _write(self, number: int, batch: pa.RecordBatch | pa.Table) -> Path:
+    def _spool_if_held_long(self) -> None:
+        """Write every item held in memory to disk, once the hold is over."""
+        if time.monotonic() < self._spool_after:
+            return
+        while self._spooled < len(self._taken) and not self._stop.is_set():
+            window, taken = self._taken[self._spooled]
+            if isinstance(taken, pa.RecordBatch | pa.Table):
+                self._taken[self._spooled] = (window, self._write(taken))
+            self._spooled += 1
+
+    def _write(self, batch: pa.RecordBatch | pa.Table) -> Path:
         """One batch (or table of batches) as an Arrow IPC file."""
-        path = self._folder / f"{number}.arrow"
+        path = self._folder / f"{next(self._numbers)}.arrow"
         with (
             pa.OSFile(str(path), "wb") as sink,
             pa.ipc.new_stream(sink, batch.schema) as writer,
@@ -218,12 +262,12 @@ class _Parked:
         return path
 
     def resume(self) -> Reading:
-        """The reading again: what was written down first, then the rest."""
+        """The reading again: what was taken first, then the rest."""
         self._stop.set()
         self._thread.join()
         reading = self._reading
         return Reading(
-            self._replay(),
+            _Replay.after(self._taken, self._failure, self._folder, reading.items),
             reading.end,
             reading.planner,
             reading.client,
@@ -231,25 +275,76 @@ class _Parked:
             reading.now,
         )
 
-    def _replay(self) -> Iterator[Item]:
-        """The written items in order, then the failure or the live rest."""
-        try:
-            for window, path in self._spooled:
-                yield window, None if path is None else _read(path)
-            if self._failure is not None:
-                raise self._failure
-            yield from self._reading.items
-        finally:
-            # The client stays open: the resumed reading owns it.
-            _close_items(self._reading.items)
-            shutil.rmtree(self._folder, ignore_errors=True)
-
     def close(self) -> None:
         """Stop draining, close the reading and delete its files."""
         self._stop.set()
         self._thread.join()
+        self._taken.clear()
         self._reading.close()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class _Replay:
+    """The items a parked reading took, then the failure it met or the live rest.
+
+    A reading parked at every chunk's end is resumed as many times as a sync
+    has chunks. Each replay goes on with the live items of the one before
+    rather than wrapping it, so that a sync of thousands of chunks does not
+    nest as many iterators, which Python refuses past its recursion limit.
+    """
+
+    def __init__(
+        self,
+        taken: Iterable[tuple[Window, _Taken]],
+        failure: BaseException | None,
+        folders: list[Path],
+        live: Iterator[Item],
+    ) -> None:
+        self._taken = collections.deque(taken)
+        self._failure = failure
+        self._folders = folders
+        self._live = live
+
+    @classmethod
+    def after(
+        cls,
+        taken: list[tuple[Window, _Taken]],
+        failure: BaseException | None,
+        folder: Path,
+        items: Iterator[Item],
+    ) -> _Replay:
+        """The replay of `taken`, taken from `items` until `failure`, if any."""
+        if not isinstance(items, _Replay):
+            return cls(taken, failure, [folder], items)
+        # What the last replay had not yet passed on comes after what was
+        # taken from it, and only if taking it met no failure.
+        rest = list(items._taken) if failure is None else []
+        failure = failure or items._failure
+        return cls([*taken, *rest], failure, [*items._folders, folder], items._live)
+
+    def __iter__(self) -> _Replay:
+        return self
+
+    def __next__(self) -> Item:
+        if self._taken:
+            window, taken = self._taken.popleft()
+            return window, _read(taken) if isinstance(taken, Path) else taken
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            self.close()
+            raise failure
+        try:
+            return next(self._live)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the live items' reader threads and delete the spooled files."""
+        self._taken.clear()
+        _close_items(self._live)
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _close_items(items: Iterator[Item]) -> None:

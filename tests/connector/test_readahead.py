@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -106,10 +107,12 @@ def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
     first = [next(reading.items) for _ in range(3)]
     assert first[-1] == (_window(0), None)
 
-    read_ahead = ReadAhead()
+    read_ahead = ReadAhead(hold_seconds=0.3)
     read_ahead.park("records/watermark", _window(0).hi, reading, spool_rows=100)
     _wait_until(lambda: source.closed)
-    assert len(_spooled_files(tmp_path)) == 6
+    # Held in memory first, as a quick load would take them over from there.
+    assert _spooled_files(tmp_path) == []
+    _wait_until(lambda: len(_spooled_files(tmp_path)) == 6)
 
     resumed = read_ahead.take("records/watermark", _window(0).hi)
     assert resumed is not None
@@ -118,6 +121,45 @@ def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
     resumed.close()
     read_ahead.close()
     assert list(tmp_path.glob("logfire-sync-*")) == []
+
+
+def test_a_reading_taken_over_within_the_hold_writes_nothing_to_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    source = _Source(windows=5)
+    reading = _reading(source)
+    read_ahead = ReadAhead(hold_seconds=60)
+    read_ahead.park("records/watermark", T0, reading, spool_rows=100)
+    _wait_until(lambda: source.closed)
+
+    resumed = read_ahead.take("records/watermark", T0)
+    assert resumed is not None
+    assert _plain(resumed.items) == _plain(_Source(windows=5).items())
+    assert _spooled_files(tmp_path) == []
+    resumed.close()
+    read_ahead.close()
+
+
+def test_a_reading_parked_at_every_chunk_of_a_long_sync_goes_on_in_order() -> None:
+    # More chunks than Python's recursion limit, as a long backfill has.
+    chunks = 1_200
+    source = _Source(windows=chunks)
+    read_ahead = ReadAhead(hold_seconds=60)
+    reading = _reading(source)
+    got = []
+    for number in range(chunks):
+        start = _window(number).lo
+        read_ahead.park("t/watermark", start, reading, spool_rows=3)
+        resumed = read_ahead.take("t/watermark", start)
+        assert resumed is not None
+        reading = resumed
+        got += _plain(itertools.islice(reading.items, 3))
+
+    assert got == _plain(_Source(windows=chunks).items())
+    assert next(reading.items, None) is None
+    read_ahead.close()
 
 
 def test_a_parked_reading_stops_writing_at_its_row_bound() -> None:
