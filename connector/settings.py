@@ -68,7 +68,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "chunk_rows": 200_000,
     "chunk_bytes": 256 * 2**20,
     "page_size": 10_000,
-    "target_pages": 20,
+    "target_pages": 10,
     "concurrency": 1,
     "timeout": 120.0,
     "max_attempts": 8,

@@ -207,7 +207,7 @@ def logfire_source(
             [24 h].
         lateness_ahead: How long after `created_at` it can be [1 h].
         page_size: Rows per request, 1 to 10,000 [10,000].
-        target_pages: About how many pages a window should hold [20];
+        target_pages: About how many pages a window should hold [10];
             under :func:`connector.run_sync`, windows hold no more than a
             `concurrency`-th of `chunk_rows`, so that every reader has one.
         concurrency: Windows read at once, 1 to 16 [1]; rows are still
