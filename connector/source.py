@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from connector.client import LogfireClient
 from connector.columns import ArrivingColumns
 from connector.dltlogs import quiet_hint_warning
 from connector.errors import ConfigurationError
+from connector.overlap import run_ahead
 from connector.pager import (
     WindowQuery,
     WindowStats,
@@ -77,6 +79,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_PAGES_AHEAD: Final = 2
+"""Batches a window's page thread may read ahead of their shaping."""
 
 _RETENTION: Final = timedelta(days=30)
 _FUTURE_START: Final = timedelta(hours=1)
@@ -1536,7 +1541,9 @@ def _open_reading(
             narrow=narrow,
             marker_required=settings.require_end_marker,
         )
-        shaped = (prepare_batch(batch, json_columns, loose, types) for batch in pages)
+        if settings.concurrency == 1:
+            pages = _fetched_ahead(pages)
+        shaped = (prepare_batch(b, json_columns, loose, types) for b in pages)
         if settings.replace_nul:
             shaped = (_nul_free(batch, window, json_like, warned) for batch in shaped)
         if settings.warn_empty_text:
@@ -1546,6 +1553,19 @@ def _open_reading(
     _import_pandas()
     items = read_windows(planner, read, concurrency=settings.concurrency)
     return Reading(items, end, planner, client, now=now)
+
+
+def _fetched_ahead(pages: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """A window's pages, read in a thread of their own while they are shaped.
+
+    A page's request waits for the last key of the page before it, so one
+    reader that shaped each page before asking for the next would add the
+    shaping to every request's wait. With more readers, their waits overlap
+    already and the cores are busy: a thread more for each costs more than it
+    saves (four readers into Parquet took 8% longer, with 150 MB more).
+    """
+    name = f"{threading.current_thread().name}-pages"
+    return run_ahead(pages, depth=_PAGES_AHEAD, name=name)
 
 
 def _import_pandas() -> None:
