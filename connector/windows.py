@@ -338,7 +338,7 @@ class WindowPlanner:
         if rows == 0:
             self._width = ceiling
             return
-        wanted = timedelta(seconds=min(self.target_rows, room) / self._density)
+        wanted = timedelta(seconds=self._aim_within(room) / self._density)
         self._width = _clamp(wanted, MIN_WIDTH, ceiling)
 
     def _aim(self) -> int:
@@ -349,20 +349,35 @@ class WindowPlanner:
         if self.chunk_rows is None:
             return self.target_rows
         room = self.chunk_rows - self._chunk_held
-        return max(min(self.target_rows, room), self.page_rows)
+        return max(self._aim_within(room), self.page_rows)
+
+    def _aim_within(self, room: int) -> int:
+        """What a window aims at with `room` rows left in its chunk.
+
+        Its target, or all of the room where a window of its target would
+        leave too little for another.
+        """
+        if room - self.target_rows < self._least_window():
+            return room
+        return self.target_rows
+
+    def _least_window(self) -> int:
+        """The fewest rows worth a window of their own: a quarter of the target.
+
+        A window so small would cost a request of its own for little.
+        """
+        return max(self.page_rows, self.target_rows // 4)
 
     def _room_after(self, window: Window, rows: int) -> int:
         """The rows the chunk has room for after `window`, ending it if full.
 
-        A chunk ends once the room left would make a window of fewer than a
-        quarter of `target_rows` (and at least a page): one so small would
-        cost a request of its own for little.
+        A chunk ends once the room left is less than a window is worth.
         """
         if self.chunk_rows is None:
             return self.target_rows
         self._chunk_held += rows
         room = self.chunk_rows - self._chunk_held
-        if room < max(self.page_rows, self.target_rows // 4):
+        if room < self._least_window():
             self._chunk_ends.add(window.hi)
             self._chunk_held = 0
             return self.target_rows

@@ -109,6 +109,21 @@ def test_one_reader_fills_each_chunk_after_a_small_first_window() -> None:
     assert sum(chunks) == 720_000
 
 
+def test_a_chunk_ends_with_the_window_that_leaves_too_little_for_another() -> None:
+    # Windows aim at 100,000 rows: after a first hour of 90,000, a window of
+    # 100,000 would leave 10,000 of the chunk, so the second takes all 110,000.
+    cutter = planner(START + timedelta(days=3), chunk_rows=200_000, target_rows=100_000)
+    chunks: list[list[int]] = [[]]
+    while (window := cutter.next_window()) is not None:
+        rows = round(window.width / timedelta(hours=1) * 90_000)
+        cutter.observe(window, rows)
+        chunks[-1].append(rows)
+        if cutter.closes_chunk(window):
+            chunks.append([])
+
+    assert chunks[:3] == [[90_000, 110_000], [100_000, 100_000], [100_000, 100_000]]
+
+
 def test_more_readers_leave_chunks_to_the_consumer() -> None:
     cutter = planner(START + timedelta(days=3), chunk_rows=200_000, concurrency=2)
     windows = plan_all(cutter, [250_000])
