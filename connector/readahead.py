@@ -135,6 +135,11 @@ class ReadAhead:
             start, reading, spool, spool_rows, self._hold_seconds
         )
 
+    @property
+    def parking(self) -> bool:
+        """Whether readings are parked at a chunk's end, for the next chunk."""
+        return self._parking
+
     def stop_parking(self) -> None:
         """Close readings where their chunk ends, as no chunk takes them over.
 

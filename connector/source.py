@@ -732,6 +732,10 @@ class _TableSync:
             full = self._chunk_is_full(reading.planner, window)
             return full and window.hi < reading.end
 
+        start = _stored_instant(state, mark)
+        if self.read_ahead is not None and not self.read_ahead.parking and start:
+            # No chunk goes on from this one: reading past it would be waste.
+            reading.planner.end_with_chunk(start)
         parked = False
         try:
             last = yield from _window_batches(reading, done)

@@ -192,6 +192,7 @@ class WindowPlanner:
         self._density: float | None = None
         self._chunk_held = 0
         self._chunk_ends: set[datetime] = set()
+        self._last_chunk_from: datetime | None = None
         self._narrowed: dict[datetime, Window] = {}
         # What narrowed windows handed back while later ones were planned.
         self._returned: list[Window] = []
@@ -235,7 +236,13 @@ class WindowPlanner:
 
     @property
     def done(self) -> bool:
-        """Whether every window up to `end` has been planned."""
+        """Whether every window to be read has been planned.
+
+        That is every window up to `end`, or up to the end of the last chunk
+        once :meth:`end_with_chunk` has said which chunk is the last.
+        """
+        if self._past_last_chunk(self._next_lo):
+            return True
         return self._next_lo >= self.end and not self._returned
 
     @property
@@ -265,7 +272,7 @@ class WindowPlanner:
                 self._in_flight += 1
                 return self._returned.pop(0)
             lo = self._next_lo
-            if lo >= self.end:
+            if lo >= self.end or self._past_last_chunk(lo):
                 return None
 
             width = max(self._split(self.end - lo), MIN_WIDTH)
@@ -310,6 +317,23 @@ class WindowPlanner:
         """`window` as its reader finished it: narrowed, or as planned."""
         with self._lock:
             return self._narrowed.pop(window.lo, window)
+
+    def end_with_chunk(self, start: datetime) -> None:
+        """Plan no window after the chunk that starts at `start` ends.
+
+        A sync that stops after that chunk would read the windows after it
+        only to throw their rows away. With one reader, the planner knows
+        where the chunk ends once it has observed the window that fills it.
+        """
+        with self._lock:
+            self._last_chunk_from = start
+
+    def _past_last_chunk(self, lo: datetime) -> bool:
+        """Whether a window from `lo` would start after the last chunk ends."""
+        if self._last_chunk_from is None or self.chunk_rows is None:
+            return False
+        ends = [end for end in tuple(self._chunk_ends) if end > self._last_chunk_from]
+        return bool(ends) and lo >= min(ends)
 
     def closes_chunk(self, window: Window) -> bool:
         """Whether a chunk ends with `window`, once it has been observed."""

@@ -477,8 +477,10 @@ def test_a_backfill_resumed_after_a_sync_into_an_append_only_dataset_is_refused(
 def test_a_sync_stopped_by_its_chunk_limit_reads_little_past_what_it_loads(
     server: SandboxServer, tmp_path: Path
 ) -> None:
-    # The last chunk's reading went on during its load, for rows no chunk took:
-    # 3,283 rows served for 1,288 loaded.
+    # The last chunk's reading went on during its load, and its reader read
+    # the windows after it while the chunk was extracted, for rows no chunk
+    # took: 3,283 rows served, then 2,284, for 1,288 loaded. What is left is
+    # the trailing run of each page, which the next page reads again.
     counters = server._service.counters
     counters.reset()
     small = options(server, chunk_rows=1_000, page_size=100)
@@ -488,7 +490,7 @@ def test_a_sync_stopped_by_its_chunk_limit_reads_little_past_what_it_loads(
 
     served = counters.snapshot()["rows_served"]
     assert not report.caught_up
-    assert report.rows <= served < report.rows + 1_000
+    assert report.rows <= served < report.rows + 100
 
 
 def test_a_relative_state_folder_follows_the_project_when_it_moves(

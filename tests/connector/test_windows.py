@@ -124,6 +124,17 @@ def test_a_chunk_ends_with_the_window_that_leaves_too_little_for_another() -> No
     assert chunks[:3] == [[90_000, 110_000], [100_000, 100_000], [100_000, 100_000]]
 
 
+def test_the_last_chunk_of_a_sync_plans_no_window_after_its_end() -> None:
+    cutter = planner(START + timedelta(days=3), chunk_rows=200_000, target_rows=100_000)
+    cutter.end_with_chunk(START)
+    windows = plan_all(cutter, [90_000, 110_000, 100_000])
+
+    assert windows[0].lo == START
+    assert len(windows) == 2
+    assert cutter.closes_chunk(windows[-1])
+    assert cutter.done
+
+
 def test_more_readers_leave_chunks_to_the_consumer() -> None:
     cutter = planner(START + timedelta(days=3), chunk_rows=200_000, concurrency=2)
     windows = plan_all(cutter, [250_000])
