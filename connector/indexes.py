@@ -16,7 +16,7 @@ from typing import Final
 
 import dlt
 
-__all__ = ["index_merge_keys"]
+__all__ = ["index_merge_keys", "indexes_merge_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,20 +26,22 @@ _INDEXED: Final = frozenset({"postgres"})
 _EXISTS: Final = "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s"
 
 
-def index_merge_keys(
-    pipeline: dlt.Pipeline, kind: str | None, keys: Mapping[str, Sequence[str]]
-) -> None:
+def indexes_merge_keys(kind: str | None) -> bool:
+    """Whether merges into the destination named `kind` find rows by index."""
+    return kind in _INDEXED
+
+
+def index_merge_keys(pipeline: dlt.Pipeline, keys: Mapping[str, Sequence[str]]) -> None:
     """Create an index on each table's merge key, unless it has one.
 
     A failure is warned of and the sync goes on: without the index each merge
     is slower, not wrong.
 
     Args:
-        pipeline: The pipeline, whose dataset holds the tables.
-        kind: The destination's short name, such as ``postgres``.
+        pipeline: The pipeline, whose destination :func:`indexes_merge_keys`.
         keys: The merge key's columns of each table that exists and is merged.
     """
-    if kind not in _INDEXED or not keys:
+    if not keys:
         return
     try:
         with pipeline.sql_client() as client:

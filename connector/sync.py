@@ -53,7 +53,7 @@ from connector.errors import (
     PipelineBusyError,
     causes,
 )
-from connector.indexes import index_merge_keys
+from connector.indexes import index_merge_keys, indexes_merge_keys
 from connector.readahead import ReadAhead
 from connector.restore import (
     SOURCE_NAME,
@@ -431,8 +431,8 @@ def _run(
     started = time.monotonic()
     _finish_pending(pipeline)
     appended = _empty_merge_tables(pipeline, source)
-    keys = _merge_keys(source, appended)
-    index_merge_keys(pipeline, destination_kind(pipeline), keys)
+    if indexes_merge_keys(destination_kind(pipeline)):
+        index_merge_keys(pipeline, _merge_keys(source, appended))
 
     chunks = 0
     pending: list[str] = list(source.resources.keys())
