@@ -8,10 +8,11 @@ chunk as the service took to serve it. So when a chunk stops at its row limit
 with windows of its reading still to come, the reading is parked here: a
 thread goes on taking its windows, and the next chunk of the same table,
 starting exactly where the parked reading stops, takes the reading over
-instead of asking for those rows again. What it takes is held in memory for
-the first moments, as most loads into files end sooner, and written to disk
-once the load outlasts them, so that a long load does not hold a chunk of
-rows in memory beside its own.
+instead of asking for those rows again. While the readings have been taken
+over within moments, as they are after loads into files, what a parked
+reading takes is held in memory; once one was parked longer, as during a
+load into DuckDB, it is written to disk, so that a long load does not hold a
+chunk of rows in memory beside its own.
 
 Nothing parked is state. The watermark moves only with what dlt extracts, so
 a crash loses no more than what was read ahead, which the next run reads
@@ -82,8 +83,12 @@ class Reading:
         self.client.close()
 
 
-HOLD_SECONDS: Final = 0.5
-"""How long a parked reading holds what it takes in memory before it spools."""
+HOLD_SECONDS: Final = 1.0
+"""How long a parked reading holds what it takes in memory before it spools.
+
+Between two chunks into files a reading is parked for 0.2 to 0.9 s here; into
+DuckDB, for 1.5 s and more.
+"""
 
 
 class ReadAhead:
@@ -93,7 +98,8 @@ class ReadAhead:
         root: A folder of the sync's own to write them in, emptied first of
             what a killed run left there; a temporary folder without one.
         hold_seconds: How long a parked reading keeps its rows in memory
-            before it writes them to disk.
+            before it writes them to disk; not at all once a reading was
+            parked for longer.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class ReadAhead:
     ) -> None:
         self._parked: dict[str, _Parked] = {}
         self._hold_seconds = hold_seconds
+        self._last_parked: float | None = None
         self._parking = True
         self._root = root
         self._folder: Path | None = None
@@ -131,14 +138,26 @@ class ReadAhead:
                 tempfile.mkdtemp(prefix="logfire-sync-", dir=self._root)
             )
         spool = self._folder / str(next(self._numbers))
-        self._parked[key] = _Parked(
-            start, reading, spool, spool_rows, self._hold_seconds
-        )
+        self._parked[key] = _Parked(start, reading, spool, spool_rows, self._hold())
 
     @property
     def parking(self) -> bool:
         """Whether readings are parked at a chunk's end, for the next chunk."""
         return self._parking
+
+    def _hold(self) -> float:
+        """How long the next parked reading holds its rows in memory.
+
+        A load that kept the last reading parked longer than the hold would
+        keep the next one as long, holding all it reads meanwhile. Before any
+        reading was taken over, how long loads take is not known, and the
+        first holds for a quarter of the time.
+        """
+        if self._last_parked is None:
+            return self._hold_seconds / 4
+        if self._last_parked > self._hold_seconds:
+            return 0.0
+        return self._hold_seconds
 
     def stop_parking(self) -> None:
         """Close readings where their chunk ends, as no chunk takes them over.
@@ -172,6 +191,7 @@ class ReadAhead:
             )
             parked.close()
             return None
+        self._last_parked = parked.seconds_parked()
         return parked.resume()
 
     def discard(self, key: str) -> None:
@@ -214,7 +234,8 @@ class _Parked:
         self._folder = folder
         self._folder.mkdir()
         self._spool_rows = spool_rows
-        self._spool_after = time.monotonic() + hold_seconds
+        self._parked_at = time.monotonic()
+        self._spool_after = self._parked_at + hold_seconds
         self._taken: list[tuple[Window, _Taken]] = []
         self._spooled = 0
         self._numbers = itertools.count()
@@ -265,6 +286,10 @@ class _Parked:
         ):
             writer.write(batch)
         return path
+
+    def seconds_parked(self) -> float:
+        """How long ago the reading was parked."""
+        return time.monotonic() - self._parked_at
 
     def resume(self) -> Reading:
         """The reading again: what was taken first, then the rest."""

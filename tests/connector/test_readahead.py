@@ -107,7 +107,7 @@ def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
     first = [next(reading.items) for _ in range(3)]
     assert first[-1] == (_window(0), None)
 
-    read_ahead = ReadAhead(hold_seconds=0.3)
+    read_ahead = ReadAhead(hold_seconds=2)
     read_ahead.park("records/watermark", _window(0).hi, reading, spool_rows=100)
     _wait_until(lambda: source.closed)
     # Held in memory first, as a quick load would take them over from there.
@@ -139,6 +139,45 @@ def test_a_reading_taken_over_within_the_hold_writes_nothing_to_disk(
     assert _plain(resumed.items) == _plain(_Source(windows=5).items())
     assert _spooled_files(tmp_path) == []
     resumed.close()
+    read_ahead.close()
+
+
+def test_after_quick_take_overs_a_parked_reading_keeps_its_rows_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    read_ahead = ReadAhead(hold_seconds=30)
+    for _ in range(2):
+        source = _Source(windows=2)
+        read_ahead.park("t/watermark", T0, _reading(source), spool_rows=100)
+        _wait_until(lambda source=source: source.closed)
+        assert _spooled_files(tmp_path) == []
+        resumed = read_ahead.take("t/watermark", T0)
+        assert resumed is not None
+        assert _plain(resumed.items) == _plain(_Source(windows=2).items())
+    read_ahead.close()
+
+
+def test_after_a_long_park_the_next_reading_goes_to_disk_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    read_ahead = ReadAhead(hold_seconds=0.2)
+    first = _Source(windows=2)
+    read_ahead.park("t/watermark", T0, _reading(first), spool_rows=100)
+    _wait_until(lambda: len(_spooled_files(tmp_path)) == 4)
+    time.sleep(0.3)
+    resumed = read_ahead.take("t/watermark", T0)
+    assert resumed is not None
+    resumed.close()
+
+    # The load took longer than the hold: the next one may take as long.
+    second = _Source(windows=2)
+    read_ahead.park("t/watermark", T0, _reading(second), spool_rows=100)
+    _wait_until(lambda: second.closed)
+    assert len(_spooled_files(tmp_path)) == 4
     read_ahead.close()
 
 
