@@ -96,11 +96,15 @@ def _spooled_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("logfire-sync-*/*/*.arrow"))
 
 
-def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where parked readings without a folder of their own write their rows."""
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
+    return tmp_path
+
+
+def test_a_parked_reading_drains_to_disk_and_resumes_in_order(spool_root: Path) -> None:
     source = _Source(windows=4)
     expected = _plain(_Source(windows=4).items())[3:]
     reading = _reading(source)
@@ -111,8 +115,8 @@ def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
     read_ahead.park("records/watermark", _window(0).hi, reading, spool_rows=100)
     _wait_until(lambda: source.closed)
     # Held in memory first, as a quick load would take them over from there.
-    assert _spooled_files(tmp_path) == []
-    _wait_until(lambda: len(_spooled_files(tmp_path)) == 6)
+    assert _spooled_files(spool_root) == []
+    _wait_until(lambda: len(_spooled_files(spool_root)) == 6)
 
     resumed = read_ahead.take("records/watermark", _window(0).hi)
     assert resumed is not None
@@ -120,39 +124,18 @@ def test_a_parked_reading_drains_to_disk_and_resumes_in_order(
     assert _plain(resumed.items) == expected
     resumed.close()
     read_ahead.close()
-    assert list(tmp_path.glob("logfire-sync-*")) == []
-
-
-def test_a_reading_taken_over_within_the_hold_writes_nothing_to_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)
-    source = _Source(windows=5)
-    reading = _reading(source)
-    read_ahead = ReadAhead(hold_seconds=60)
-    read_ahead.park("records/watermark", T0, reading, spool_rows=100)
-    _wait_until(lambda: source.closed)
-
-    resumed = read_ahead.take("records/watermark", T0)
-    assert resumed is not None
-    assert _plain(resumed.items) == _plain(_Source(windows=5).items())
-    assert _spooled_files(tmp_path) == []
-    resumed.close()
-    read_ahead.close()
+    assert list(spool_root.glob("logfire-sync-*")) == []
 
 
 def test_after_quick_take_overs_a_parked_reading_keeps_its_rows_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool_root: Path,
 ) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)
     read_ahead = ReadAhead(hold_seconds=30)
     for _ in range(2):
         source = _Source(windows=2)
         read_ahead.park("t/watermark", T0, _reading(source), spool_rows=100)
         _wait_until(lambda source=source: source.closed)
-        assert _spooled_files(tmp_path) == []
+        assert _spooled_files(spool_root) == []
         resumed = read_ahead.take("t/watermark", T0)
         assert resumed is not None
         assert _plain(resumed.items) == _plain(_Source(windows=2).items())
@@ -160,14 +143,12 @@ def test_after_quick_take_overs_a_parked_reading_keeps_its_rows_in_memory(
 
 
 def test_after_a_long_park_the_next_reading_goes_to_disk_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool_root: Path,
 ) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)
     read_ahead = ReadAhead(hold_seconds=0.2)
     first = _Source(windows=2)
     read_ahead.park("t/watermark", T0, _reading(first), spool_rows=100)
-    _wait_until(lambda: len(_spooled_files(tmp_path)) == 4)
+    _wait_until(lambda: len(_spooled_files(spool_root)) == 4)
     time.sleep(0.3)
     resumed = read_ahead.take("t/watermark", T0)
     assert resumed is not None
@@ -177,7 +158,7 @@ def test_after_a_long_park_the_next_reading_goes_to_disk_at_once(
     second = _Source(windows=2)
     read_ahead.park("t/watermark", T0, _reading(second), spool_rows=100)
     _wait_until(lambda: second.closed)
-    assert len(_spooled_files(tmp_path)) == 4
+    assert len(_spooled_files(spool_root)) == 4
     read_ahead.close()
 
 
