@@ -359,6 +359,7 @@ class _Replay:
         if self._taken:
             window, taken = self._taken.popleft()
             return window, _read(taken) if isinstance(taken, Path) else taken
+        self._remove_folders()
         if self._failure is not None:
             failure, self._failure = self._failure, None
             self.close()
@@ -373,8 +374,13 @@ class _Replay:
         """Stop the live items' reader threads and delete the spooled files."""
         self._taken.clear()
         _close_items(self._live)
+        self._remove_folders()
+
+    def _remove_folders(self) -> None:
+        """Delete the folders the taken items were spooled to."""
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
+        self._folders.clear()
 
 
 def _close_items(items: Iterator[Item]) -> None:
