@@ -733,7 +733,8 @@ class _TableSync:
             return full and window.hi < reading.end
 
         start = _stored_instant(state, mark)
-        if self.read_ahead is not None and not self.read_ahead.parking and start:
+        last_chunk = self.read_ahead is not None and not self.read_ahead.parking
+        if last_chunk and start is not None:
             # No chunk goes on from this one: reading past it would be waste.
             reading.planner.end_with_chunk(start)
         parked = False
