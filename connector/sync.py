@@ -42,6 +42,7 @@ from dlt.common.configuration.specs.config_section_context import (
     ConfigSectionContext,
 )
 from dlt.common.pipeline import LoadInfo
+from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
@@ -430,9 +431,10 @@ def _run(
     refuse_lost_destination(pipeline)
     started = time.monotonic()
     _finish_pending(pipeline)
-    appended = _empty_merge_tables(pipeline, source)
+    merged = _merge_tables(source)
+    appended = _empty_merge_tables(pipeline, source.schema.name, merged)
     if indexes_merge_keys(destination_kind(pipeline)):
-        index_merge_keys(pipeline, _merge_keys(source, appended))
+        index_merge_keys(pipeline, _merge_keys(merged, appended))
 
     chunks = 0
     pending: list[str] = list(source.resources.keys())
@@ -733,7 +735,19 @@ def _drop_normalized_leftovers(pipeline: dlt.Pipeline) -> None:
         storage.extracted_packages.delete_package(load_id, not_exists_ok=True)
 
 
-def _empty_merge_tables(pipeline: dlt.Pipeline, source: DltSource) -> set[str]:
+def _merge_tables(source: DltSource) -> dict[str, TTableSchema]:
+    """The table of each selected resource of `source` that is loaded by merge."""
+    tables: dict[str, TTableSchema] = {}
+    for resource in source.selected_resources.values():
+        table = resource.compute_table_schema()
+        if table.get("write_disposition") == "merge":
+            tables[resource.name] = table
+    return tables
+
+
+def _empty_merge_tables(
+    pipeline: dlt.Pipeline, schema: str, merged: Mapping[str, TTableSchema]
+) -> set[str]:
     """The resources whose merge tables hold no rows yet, to load by append.
 
     A delete-insert merge loads every row into a staging table, deletes the
@@ -746,32 +760,30 @@ def _empty_merge_tables(pipeline: dlt.Pipeline, source: DltSource) -> set[str]:
     next sync, finding rows, merges again.
     """
     empty: set[str] = set()
-    for resource in source.selected_resources.values():
-        table = resource.compute_table_schema()
-        if table.get("write_disposition") != "merge":
-            continue
-        name = table.get("name") or resource.name
-        if _holds_no_rows(pipeline, source.schema.name, name):
+    for resource, table in merged.items():
+        name = table.get("name") or resource
+        if _holds_no_rows(pipeline, schema, name):
             logger.info(
                 "%s is empty in the destination, so this sync appends its rows "
                 "rather than merging them.",
                 name,
             )
-            empty.add(resource.name)
+            empty.add(resource)
     return empty
 
 
-def _merge_keys(source: DltSource, appended: set[str]) -> dict[str, list[str]]:
+def _merge_keys(
+    merged: Mapping[str, TTableSchema], appended: set[str]
+) -> dict[str, list[str]]:
     """The merge key's columns of each table the sync merges into."""
     keys: dict[str, list[str]] = {}
-    for resource in source.selected_resources.values():
-        table = resource.compute_table_schema()
-        if resource.name in appended or table.get("write_disposition") != "merge":
+    for resource, table in merged.items():
+        if resource in appended:
             continue
         columns = table.get("columns", {}).values()
-        merged = [str(column["name"]) for column in columns if column.get("merge_key")]
-        if merged:
-            keys[table.get("name") or resource.name] = merged
+        key = [str(column["name"]) for column in columns if column.get("merge_key")]
+        if key:
+            keys[table.get("name") or resource] = key
     return keys
 
 
