@@ -549,6 +549,12 @@ def _refuse_unrestored_state(
         )
 
 
+_OTHER_TARGET: Final = (
+    "another pipeline name and dataset_name; --pipeline and --dataset on the "
+    "command line"
+)
+
+
 def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:
     """Why a run into an append-only table was refused, and what to do."""
     kind = destination_kind(pipeline)
@@ -561,14 +567,14 @@ def _appended_copies(pipeline: dlt.Pipeline, table: str, sync: bool) -> str:
             f"{appends}, and it holds rows "
             "that a backfill of this pipeline loaded: a sync would add a second "
             "copy of every one of them it reads again. Sync into another dataset "
-            "(another pipeline name and dataset_name). To load history into a "
+            f"({_OTHER_TARGET}). To load history into a "
             "dataset that a sync keeps current, give its first sync an earlier "
             "start instead of backfilling."
         )
     return (
         f"{appends}, and it already holds rows: a backfill would add a second "
         "copy of every row the sync loaded in its range. Backfill into a fresh "
-        "dataset (another pipeline name and dataset_name), or load with merge "
+        f"dataset ({_OTHER_TARGET}), or load with merge "
         "into a destination that can, such as DuckDB or PostgreSQL."
     )
 

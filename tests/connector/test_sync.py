@@ -385,7 +385,8 @@ def test_a_backfill_that_would_append_copies_is_refused_before_any_request(
     pipeline, files = files_pipeline(tmp_path, "appends")
     run_sync(pipeline, **options(server))
 
-    with refused_untouched(server, files, "second copy"):
+    # The fix names dlt's settings and the command line's flags both.
+    with refused_untouched(server, files, "second copy.*dataset_name.*--dataset"):
         run_backfill(pipeline, FROM, HORIZON, **options(server))
 
 
@@ -445,7 +446,7 @@ def test_a_sync_after_a_backfill_into_an_append_only_dataset_is_refused(
     pipeline, files = files_pipeline(tmp_path, "backfilled")
     run_backfill(pipeline, FROM, HORIZON, tables=["metrics"], **options(server))
 
-    with refused_untouched(server, files, "a backfill of this pipeline"):
+    with refused_untouched(server, files, "a backfill of this pipeline.*--pipeline"):
         run_sync(pipeline, tables=["metrics"], **options(server))
 
 
