@@ -20,7 +20,9 @@ the segments that meet the time ranges its plan filters on are handed to it (see
 on an hour of a day reads an hour's segments. Within them, a batch sorted on a
 bounded column is cut to the bounded rows by binary search, and the cut pieces
 are handed over for that query alone: a page that starts after a cursor does
-not filter the rows before it.
+not filter the rows before it. A query that keeps only its first rows in the
+stored order is run first over a prefix of it (see `sandbox.firstrows`), so
+that a page does not sort the rest of its window.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import datafusion
 import numpy as np
@@ -43,7 +46,7 @@ from datafusion import functions as f
 from datafusion.catalog import Table
 from datafusion.record_batch import RecordBatchStream
 
-from sandbox import functions, pruning, schema
+from sandbox import firstrows, functions, pruning, schema
 from sandbox.clock import Clock
 from sandbox.store import Store, stored_schema
 
@@ -60,6 +63,11 @@ _PROBE_PREFIX = "__sandbox_probe_"
 
 _ROWS_PREFIX = "__sandbox_rows_"
 """The names of the cut segments a query reads, in its own session."""
+
+_PREFIX_TRIES: Final = (1.25, 16)
+"""A query that keeps its first rows in a stored order is tried over prefixes
+holding this many times the rows it keeps, in turn, before all its rows (see
+`sandbox.firstrows`)."""
 
 
 @dataclass(frozen=True)
@@ -295,6 +303,77 @@ def _narrowed(
     return pieces if cut else None
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """What planning over the stand-ins told about a query."""
+
+    scans: dict[str, list[pruning.ScanRanges]]
+    first: firstrows.FirstRows | None
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """A table's rows before `cut` on `column`, with every unsorted batch."""
+
+    table: str
+    column: str
+    cut: int
+    tag: str
+
+    def bounds(self, bounds: pruning.ScanRanges) -> pruning.ScanRanges:
+        """`bounds` with the column held below the cut."""
+        low, high = bounds.get(self.column, (None, None))
+        below = self.cut - 1 if high is None else min(high, self.cut - 1)
+        return {**bounds, self.column: (low, below)}
+
+    def meets(self, segment: _Segment) -> bool:
+        """Whether the segment can hold a row of the prefix."""
+        least, _ = segment.ranges.get(self.column, (None, None))
+        return least is None or least < self.cut
+
+
+def _cut_point(
+    segments: list[_Segment], bounds: pruning.ScanRanges, column: str, rows: int
+) -> int | None:
+    """A time before which the sorted rows within `bounds` number about `rows`.
+
+    None when they are no more than `rows`: a prefix would hold them all.
+    """
+    low, high = bounds.get(column, (None, None))
+    values = []
+    for segment in segments:
+        for orders in segment.orders:
+            micros = orders.get(column)
+            if micros is None:
+                continue
+            start = 0 if low is None else np.searchsorted(micros, low, side="left")
+            stop = (
+                len(micros)
+                if high is None
+                else np.searchsorted(micros, high, side="right")
+            )
+            values.append(micros[start:stop])
+    if sum(len(part) for part in values) <= rows:
+        return None
+    joined = np.concatenate(values)
+    return int(np.partition(joined, rows)[rows])
+
+
+def _complete(batches: list[pa.RecordBatch], column: int, rows: int, cut: int) -> bool:
+    """Whether a prefix's answer is the whole query's: all its rows, before the cut.
+
+    Rows left out of the prefix are at or after the cut, or null, and sort
+    after a last row that is before it.
+    """
+    kept = [batch for batch in batches if batch.num_rows]
+    if not kept or sum(batch.num_rows for batch in kept) != rows:
+        return False
+    last = kept[-1].column(column)
+    if last.type != schema.TIMESTAMP or not last[-1].is_valid:
+        return False
+    return int(last.view(pa.int64())[-1].as_py()) < cut
+
+
 def _timestamp(value: datetime) -> Expr:
     return datafusion.lit(pa.scalar(value, type=schema.TIMESTAMP))
 
@@ -363,6 +442,12 @@ def _conform(batch: pa.RecordBatch, result_schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=result_schema)
 
 
+@functools.lru_cache(maxsize=16)
+def _rewritten(sql: str) -> str:
+    """`functions.rewrite_calls`, kept for the plans one request makes of its SQL."""
+    return functions.rewrite_calls(sql)
+
+
 def _plans(frame: DataFrame) -> str:
     logical = frame.optimized_logical_plan().display_indent()
     physical = frame.execution_plan().display_indent()
@@ -406,15 +491,13 @@ class QueryEngine:
             name: self._caches[name].segments(self._store.snapshot(name))
             for name in schema.TABLES
         }
-        scans = self._probe(context, request, now)
-        for table_name in schema.TABLES:
-            frames = self._frames(
-                context, table_name, segments[table_name], scans.get(table_name)
-            )
-            view = self._filtered(
-                functools.reduce(DataFrame.union, frames), table_name, request, now
-            )
-            context.register_view(table_name, view)
+        probe = self._probe(context, request, now)
+        if probe.first is not None and not request.explain:
+            answered = self._from_prefixes(context, request, now, segments, probe)
+            if answered is not None:
+                return answered
+
+        self._register_views(context, request, now, segments, probe.scans)
         frame = self._plan(context, request)
 
         with _engine_errors():
@@ -445,10 +528,71 @@ class QueryEngine:
             functions.register(context, now=now, time_zone=request.timezone)
         return context
 
+    def _from_prefixes(
+        self,
+        context: SessionContext,
+        request: QueryRequest,
+        now: datetime,
+        segments: dict[str, list[_Segment]],
+        probe: _Probe,
+    ) -> QueryResult | None:
+        """The query's answer from a prefix of the stored order, if one holds it.
+
+        Any failure here, an error in the SQL included, leaves the query to be
+        run over all its rows, where it fails or streams as it otherwise would.
+        """
+        first = probe.first
+        assert first is not None
+        table_name = first.table[len(_PROBE_PREFIX) :]
+        scans = probe.scans.get(table_name)
+        needed = _needed(segments[table_name], scans)
+        bounds = {} if scans is None else pruning.hull(scans)
+        for factor in _PREFIX_TRIES:
+            cut = _cut_point(needed, bounds, first.column, int(first.rows * factor))
+            if cut is None:
+                return None
+            prefix = _Prefix(table_name, first.column, cut, tag=f"p{factor}_")
+            self._register_views(context, request, now, segments, probe.scans, prefix)
+            try:
+                frame = self._plan(context, request)
+                batches = frame.collect()
+                names = frame.schema().names
+            except Exception:
+                return None
+            if names.count(first.output) != 1:
+                return None
+            if _complete(batches, names.index(first.output), first.rows, cut):
+                result_schema = _public_schema(frame.schema())
+                conformed = [_conform(batch, result_schema) for batch in batches]
+                return QueryResult(result_schema, iter(conformed), None)
+        return None
+
+    def _register_views(
+        self,
+        context: SessionContext,
+        request: QueryRequest,
+        now: datetime,
+        segments: dict[str, list[_Segment]],
+        scans: dict[str, list[pruning.ScanRanges]],
+        prefix: _Prefix | None = None,
+    ) -> None:
+        """Register each table as the view of the rows the request may see."""
+        for table_name in schema.TABLES:
+            cut = prefix if prefix is not None and prefix.table == table_name else None
+            frames = self._frames(
+                context, table_name, segments[table_name], scans.get(table_name), cut
+            )
+            view = self._filtered(
+                functools.reduce(DataFrame.union, frames), table_name, request, now
+            )
+            if context.table_exist(table_name):
+                context.deregister_table(table_name)
+            context.register_view(table_name, view)
+
     def _probe(
         self, context: SessionContext, request: QueryRequest, now: datetime
-    ) -> dict[str, list[pruning.ScanRanges]]:
-        """Plan the SQL over empty stand-ins; the time ranges each table is read in.
+    ) -> _Probe:
+        """Plan the SQL over empty stand-ins, to learn which rows it can need.
 
         A query that fails to plan here fails again, with its error, when it is
         planned over the real segments.
@@ -464,14 +608,17 @@ class QueryEngine:
         try:
             frame = self._plan(context, request)
             plan = frame.optimized_logical_plan()
-            found = pruning.scan_ranges(plan, plan.display_indent(), stand_ins)
+            text = plan.display_indent()
+            found = pruning.scan_ranges(plan, text, stand_ins)
+            first = firstrows.first_rows(plan, text, stand_ins)
         except Exception:
             # DataFusion raises plain exceptions while it optimizes.
-            found = {}
+            found, first = {}, None
         for table_name in schema.TABLES:
             context.deregister_table(table_name)
             context.deregister_table(_PROBE_PREFIX + table_name)
-        return {probe[len(_PROBE_PREFIX) :]: ranges for probe, ranges in found.items()}
+        scans = {probe[len(_PROBE_PREFIX) :]: ranges for probe, ranges in found.items()}
+        return _Probe(scans, first)
 
     def _frames(
         self,
@@ -479,20 +626,27 @@ class QueryEngine:
         table_name: str,
         segments: list[_Segment],
         scans: list[pruning.ScanRanges] | None,
+        prefix: _Prefix | None = None,
     ) -> list[DataFrame]:
         """The stored rows the scans can read, in stored order, as frames.
 
         A segment whose rows the scans all read is handed over as cached; one
         that is cut is registered in the request's session as its pieces.
+        With a prefix, rows sorted at or after its cut are left out.
         """
         bounds = {} if scans is None else pruning.hull(scans)
+        needed = _needed(segments, scans)
+        if prefix is not None:
+            bounds = prefix.bounds(bounds)
+            needed = [segment for segment in needed if prefix.meets(segment)]
+        tag = "" if prefix is None else prefix.tag
         frames = []
-        for number, segment in enumerate(_needed(segments, scans)):
+        for number, segment in enumerate(needed):
             pieces = _narrowed(segment, bounds)
             if pieces is None:
                 frames.append(context.read_table(segment.table))
             elif pieces:
-                name = f"{_ROWS_PREFIX}{table_name}_{number}"
+                name = f"{_ROWS_PREFIX}{tag}{table_name}_{number}"
                 slices = [piece for batch in pieces for piece in _slices(batch)]
                 context.register_record_batches(name, [slices])
                 frames.append(context.table(name))
@@ -510,7 +664,7 @@ class QueryEngine:
     def _plan(self, context: SessionContext, request: QueryRequest) -> DataFrame:
         """The request's SQL as a DataFrame capped at the request's row limit."""
         try:
-            sql = functions.rewrite_calls(request.sql)
+            sql = _rewritten(request.sql)
         except ValueError as error:
             raise QueryFailed(str(error)) from error
         with _engine_errors():
