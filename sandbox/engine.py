@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import datafusion
 import numpy as np
@@ -309,6 +309,26 @@ class _Probe:
 
     scans: dict[str, list[pruning.ScanRanges]]
     first: firstrows.FirstRows | None
+
+
+def _read_plan(
+    plan: Any, plan_text: str, stand_ins: dict[str, tuple[str, ...]]
+) -> _Probe:
+    """What a plan over the stand-ins tells, each part apart.
+
+    DataFusion's Python binding cannot show every plan node and expression:
+    where one part cannot be read, it is left empty and the other stands.
+    """
+    try:
+        found = pruning.scan_ranges(plan, plan_text, stand_ins)
+    except Exception:
+        found = {}
+    try:
+        first = firstrows.first_rows(plan, plan_text, stand_ins)
+    except Exception:
+        first = None
+    scans = {name[len(_PROBE_PREFIX) :]: ranges for name, ranges in found.items()}
+    return _Probe(scans, first)
 
 
 @dataclass(frozen=True)
@@ -606,19 +626,15 @@ class QueryEngine:
             context.register_view(table_name, view)
             stand_ins[probe] = _prunable(table_name)
         try:
-            frame = self._plan(context, request)
-            plan = frame.optimized_logical_plan()
-            text = plan.display_indent()
-            found = pruning.scan_ranges(plan, text, stand_ins)
-            first = firstrows.first_rows(plan, text, stand_ins)
+            plan = self._plan(context, request).optimized_logical_plan()
+            found = _read_plan(plan, plan.display_indent(), stand_ins)
         except Exception:
             # DataFusion raises plain exceptions while it optimizes.
-            found, first = {}, None
+            found = _Probe({}, None)
         for table_name in schema.TABLES:
             context.deregister_table(table_name)
             context.deregister_table(_PROBE_PREFIX + table_name)
-        scans = {probe[len(_PROBE_PREFIX) :]: ranges for probe, ranges in found.items()}
-        return _Probe(scans, first)
+        return found
 
     def _frames(
         self,

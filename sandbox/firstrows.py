@@ -162,24 +162,24 @@ def _projected_from(projection: Any, name: str) -> str | None:
 
 def _projected_from_expr(expr: Any) -> str | None:
     """The column a projected expression passes on unchanged, or None."""
-    variant = expr.to_variant()
-    if type(variant).__name__ == "Alias":
-        return _column_name(variant.expr())
+    if expr.variant_name() == "Alias":
+        return _column_name(expr.to_variant().expr())
     return _column_name(expr)
 
 
 def _alias(expr: Any) -> str:
     """The name a projected expression has in the projection's output."""
-    variant = expr.to_variant()
-    if type(variant).__name__ == "Alias":
-        return str(variant.alias())
-    if type(variant).__name__ == "Column":
-        return str(variant.name())
+    # Only these two kinds are converted: DataFusion's Python binding cannot
+    # convert every expression, function calls among them.
+    kind = expr.variant_name()
+    if kind == "Alias":
+        return str(expr.to_variant().alias())
+    if kind == "Column":
+        return str(expr.to_variant().name())
     return str(expr.schema_name())
 
 
 def _column_name(expr: Any) -> str | None:
-    variant = expr.to_variant()
-    if type(variant).__name__ != "Column":
+    if expr.variant_name() != "Column":
         return None
-    return str(variant.name())
+    return str(expr.to_variant().name())

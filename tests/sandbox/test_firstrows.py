@@ -212,6 +212,10 @@ def _shape(context: SessionContext, sql: str) -> FirstRows | None:
             FirstRows("records", "start_timestamp", 5, "created_at"),
         ),
         (
+            "SELECT upper(kind), created_at FROM records ORDER BY created_at LIMIT 5",
+            FirstRows("records", "created_at", 5, "created_at"),
+        ),
+        (
             "SELECT created_at AS a, created_at AS b FROM records ORDER BY b LIMIT 5",
             FirstRows("records", "created_at", 5, "b"),
         ),

@@ -150,6 +150,18 @@ def test_a_narrow_range_reads_only_the_segments_it_needs(small_segments: None) -
     assert plans.count("DataSourceExec") == 2
 
 
+def test_a_function_call_in_the_select_list_keeps_the_pruning(
+    small_segments: None,
+) -> None:
+    rows, plans = _explained(
+        f"SELECT upper(kind), created_at FROM records WHERE created_at >= "
+        f"{_at(450)} AND created_at < {_at(620)} ORDER BY created_at LIMIT 500"
+    )
+
+    assert rows == 170
+    assert plans.count("DataSourceExec") == 2
+
+
 def test_a_cursor_condition_reads_only_the_segments_after_it(
     small_segments: None,
 ) -> None:
