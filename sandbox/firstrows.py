@@ -14,6 +14,10 @@ filters, projections and subquery aliases, then a sort whose first key is
 that scan's column, ascending with nulls last, cut to a number of rows, then
 projections, aliases and limits without an offset. The first key must reach
 the output unchanged, so that the answer's last value can be checked.
+
+Rows outside the prefix are never evaluated, so an error that one of them
+would raise (a failed cast in a filter, say) is not raised, as in an engine
+that skips files by their statistics.
 """
 
 from __future__ import annotations
