@@ -289,18 +289,28 @@ def _narrowed(
     pieces, cut = [], False
     for batch, orders in zip(segment.batches, segment.orders, strict=True):
         start, stop = 0, int(batch.num_rows)
-        for column, (low, high) in bounds.items():
+        for column, column_bounds in bounds.items():
             micros = orders.get(column)
             if micros is None:
                 continue
-            if low is not None:
-                start = max(start, int(np.searchsorted(micros, low, side="left")))
-            if high is not None:
-                stop = min(stop, int(np.searchsorted(micros, high, side="right")))
+            low, high = _within(micros, column_bounds)
+            start, stop = max(start, low), min(stop, high)
         cut = cut or start > 0 or stop < batch.num_rows
         if start < stop:
             pieces.append(batch.slice(start, stop - start))
     return pieces if cut else None
+
+
+def _within(micros: npt.NDArray[np.int64], bounds: pruning.Bounds) -> tuple[int, int]:
+    """The start and stop of the sorted `micros` that lie within `bounds`."""
+    low, high = bounds
+    start = 0 if low is None else int(np.searchsorted(micros, low, side="left"))
+    stop = (
+        len(micros)
+        if high is None
+        else int(np.searchsorted(micros, high, side="right"))
+    )
+    return start, stop
 
 
 @dataclass(frozen=True)
@@ -359,19 +369,14 @@ def _cut_point(
 
     None when they are no more than `rows`: a prefix would hold them all.
     """
-    low, high = bounds.get(column, (None, None))
+    column_bounds = bounds.get(column, (None, None))
     values = []
     for segment in segments:
         for orders in segment.orders:
             micros = orders.get(column)
             if micros is None:
                 continue
-            start = 0 if low is None else np.searchsorted(micros, low, side="left")
-            stop = (
-                len(micros)
-                if high is None
-                else np.searchsorted(micros, high, side="right")
-            )
+            start, stop = _within(micros, column_bounds)
             values.append(micros[start:stop])
     if sum(len(part) for part in values) <= rows:
         return None
@@ -627,14 +632,14 @@ class QueryEngine:
             stand_ins[probe] = _prunable(table_name)
         try:
             plan = self._plan(context, request).optimized_logical_plan()
-            found = _read_plan(plan, plan.display_indent(), stand_ins)
+            read = _read_plan(plan, plan.display_indent(), stand_ins)
         except Exception:
             # DataFusion raises plain exceptions while it optimizes.
-            found = _Probe({}, None)
+            read = _Probe({}, None)
         for table_name in schema.TABLES:
             context.deregister_table(table_name)
             context.deregister_table(_PROBE_PREFIX + table_name)
-        return found
+        return read
 
     def _frames(
         self,

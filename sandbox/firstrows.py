@@ -129,7 +129,7 @@ def _scanned_column(
         if kind not in _THROUGH or len(node.inputs()) != 1:
             return None
         if kind == "Projection":
-            found = _projected_from(variant, name)
+            found = _single([src for out, src in _passed(variant) if out == name])
             if found is None:
                 return None
             name = found
@@ -141,27 +141,23 @@ def _output_name(above: list[Any], name: str) -> str | None:
     for variant in reversed(above):
         if type(variant).__name__ != "Projection":
             continue
-        outputs = [
-            _alias(expr)
-            for expr in variant.projections()
-            if _projected_from_expr(expr) == name
-        ]
-        if len(outputs) != 1:
+        found = _single([out for out, src in _passed(variant) if src == name])
+        if found is None:
             return None
-        name = outputs[0]
+        name = found
     return name
 
 
-def _projected_from(projection: Any, name: str) -> str | None:
-    """The input column a projection outputs as `name`, if it is a plain column."""
-    sources = [
-        _projected_from_expr(expr)
-        for expr in projection.projections()
-        if _alias(expr) == name
+def _passed(projection: Any) -> list[tuple[str, str | None]]:
+    """Each output name of a projection, with the column it passes on unchanged."""
+    return [
+        (_alias(expr), _projected_from_expr(expr)) for expr in projection.projections()
     ]
-    if len(sources) != 1:
-        return None
-    return sources[0]
+
+
+def _single(names: list[str | None]) -> str | None:
+    """The one name given, or None for none or several."""
+    return names[0] if len(names) == 1 else None
 
 
 def _projected_from_expr(expr: Any) -> str | None:

@@ -15,6 +15,7 @@ from sandbox.clock import Clock
 from sandbox.engine import QueryEngine, QueryRequest
 from sandbox.firstrows import FirstRows, first_rows
 from sandbox.store import Store
+from tests.sandbox.test_engine import metrics
 
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ROWS = 3_000
@@ -42,24 +43,9 @@ def _records(order: list[int]) -> pa.Table:
     )
 
 
-def _metrics() -> pa.Table:
-    return pa.table(
-        {
-            "recorded_timestamp": [BASE],
-            "created_at": [BASE],
-            "day": [BASE.date()],
-            "metric_name": ["cpu"],
-            "metric_type": ["gauge"],
-            "unit": ["1"],
-            "service_name": ["api"],
-            "project_id": ["sandbox"],
-        }
-    )
-
-
 def _engine(order: list[int]) -> QueryEngine:
     clock = Clock(start=BASE + timedelta(days=1), speed=1e-9)
-    return QueryEngine(Store(_records(order), _metrics()), clock)
+    return QueryEngine(Store(_records(order), metrics(1)), clock)
 
 
 def _rows(engine_: QueryEngine, sql: str, limit: int = 10_000) -> list[dict[str, Any]]:
