@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,8 @@ class Spec:
             (the connector), to compare smaller syncs with the full one.
         incremental: Also time a second sync that finds nothing new, and an
             empty dlt run on the same pipeline (the connector).
+        server_pid: The sandbox's process, whose CPU time is read while the
+            contender is timed; None to leave it out.
     """
 
     kind: Kind
@@ -61,17 +64,54 @@ class Spec:
     max_rows: int | None = None
     until_seconds: float | None = None
     incremental: bool = False
+    server_pid: int | None = None
 
 
 @dataclass
 class Figures:
-    """What a contender measured itself."""
+    """What a contender measured itself.
+
+    Attributes:
+        cpu_seconds: The CPU time of every thread of the contender's process
+            while it was timed, DuckDB's own threads included.
+        server_cpu_seconds: The sandbox's CPU time meanwhile, if it was read.
+    """
 
     rows: int = 0
     requests: int = 0
     windows: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    server_cpu_seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(spec: Spec, figures: Figures) -> Iterator[None]:
+    """Time the block: elapsed seconds, and the CPU of both processes."""
+    server = _process_cpu(spec.server_pid)
+    cpu = time.process_time()
+    started = time.perf_counter()
+    yield
+    figures.seconds = time.perf_counter() - started
+    figures.cpu_seconds = time.process_time() - cpu
+    server_after = _process_cpu(spec.server_pid)
+    if server is not None and server_after is not None:
+        figures.server_cpu_seconds = server_after - server
+
+
+def _process_cpu(pid: int | None) -> float | None:
+    """The user and system CPU seconds of process `pid` so far (Linux only)."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces: count from after it.
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str]) -> int:
@@ -161,9 +201,8 @@ def run_sdk(spec: Spec) -> Figures:
     resource = dlt.resource(pages(), name=spec.table, write_disposition="append")
     pipeline = _pipeline(spec, "bench_sdk")
     file_format = "parquet" if spec.destination == "parquet" else None
-    started = time.perf_counter()
-    pipeline.run(resource, loader_file_format=file_format)
-    figures.seconds = time.perf_counter() - started
+    with _timed(spec, figures):
+        pipeline.run(resource, loader_file_format=file_format)
     return figures
 
 
@@ -190,8 +229,7 @@ def run_fetch(spec: Spec) -> Figures:
     spec_table = TABLES[spec.table]  # type: ignore[index]
     query = _TableQuery(spec_table, settings, horizon=None)
     stats = WindowStats()
-    started = time.perf_counter()
-    with LogfireClient(spec.token, base_url=spec.url) as client:
+    with _timed(spec, figures), LogfireClient(spec.token, base_url=spec.url) as client:
 
         def narrow(window: Any, rows: int, reached: datetime) -> Any:
             # Windows narrow as the source's do, so the pages are the same.
@@ -226,7 +264,6 @@ def run_fetch(spec: Spec) -> Figures:
             state = {"window_seconds": planner.width.total_seconds()}
             lo = hi
         figures.requests = client.requests_made
-    figures.seconds = time.perf_counter() - started
     return figures
 
 
@@ -243,12 +280,11 @@ def run_connector(spec: Spec) -> Figures:
         "start": spec.start,
         "concurrency": spec.concurrency,
     }
-    started = time.perf_counter()
-    if spec.until_seconds is None:
-        reports = [run_sync(pipeline, **options)]
-    else:
-        reports = _sync_until(pipeline, options, spec.until_seconds)
-    figures.seconds = time.perf_counter() - started
+    with _timed(spec, figures):
+        if spec.until_seconds is None:
+            reports = [run_sync(pipeline, **options)]
+        else:
+            reports = _sync_until(pipeline, options, spec.until_seconds)
     figures.rows = sum(report.rows for report in reports)
     figures.requests = sum(report.requests for report in reports)
     figures.windows = sum(

@@ -5,7 +5,9 @@ in a process of its own over that data, with its clock all but stopped, so
 every contender sees the same rows up to the same horizon. Each contender runs
 in a child process; its peak resident memory comes from ``wait4``, and the
 bytes and requests the server saw from the server's counters, reset before
-each contender.
+each contender. Each contender also reads its own CPU time and the server's
+while it is timed: their sum over the cores is the least time the run could
+have taken on this machine.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Run:
     server_requests: int
     peak_rss_bytes: int
     purpose: str = "matrix"
+    cpu_seconds: float = 0.0
+    server_cpu_seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,12 +111,24 @@ class Run:
         """Rows per request."""
         return self.rows / self.requests if self.requests else 0.0
 
+    @property
+    def cpu_floor_seconds(self) -> float | None:
+        """The least time the run's CPU, the server's included, takes on the cores.
+
+        The contender and the sandbox share the machine, so no run can be
+        faster than the CPU both of them spent, spread over every core.
+        """
+        if self.server_cpu_seconds is None:
+            return None
+        return (self.cpu_seconds + self.server_cpu_seconds) / cores()
+
     def to_json(self) -> dict[str, Any]:
         """The run as JSON, the derived figures included."""
         data = asdict(self)
         data["rows_per_second"] = self.rows_per_second
         data["bytes_per_second"] = self.bytes_per_second
         data["rows_per_request"] = self.rows_per_request
+        data["cpu_floor_seconds"] = self.cpu_floor_seconds
         return data
 
 
@@ -134,9 +150,10 @@ def run(plan: Plan, log: Any = sys.stderr) -> dict[str, Any]:
 
     runs: list[Run] = []
     for latency in plan.latencies:
-        with _server(data.folder, latency, plan.workdir, log) as url:
+        with _server(data.folder, latency, plan.workdir, log) as (url, pid):
             for table in plan.tables:
                 for spec, purpose in _specs(plan, data, table, latency, url):
+                    spec = replace(spec, server_pid=pid)
                     result = _run_contender(spec, latency, url, plan.workdir, purpose)
                     _log_run(result, log)
                     runs.append(result)
@@ -247,6 +264,8 @@ def _run_contender(
         # Linux reports the peak in kilobytes.
         peak_rss_bytes=usage.ru_maxrss * 1024,
         purpose=purpose,
+        cpu_seconds=figures["cpu_seconds"],
+        server_cpu_seconds=figures["server_cpu_seconds"],
         extra=figures["extra"],
     )
 
@@ -307,8 +326,10 @@ def _prepare_data(plan: Plan, log: Any) -> _Data:
 
 
 @contextmanager
-def _server(folder: Path, latency: float, workdir: Path, log: Any) -> Iterator[str]:
-    """A sandbox server over `folder` in its own process; yields its URL."""
+def _server(
+    folder: Path, latency: float, workdir: Path, log: Any
+) -> Iterator[tuple[str, int]]:
+    """A sandbox server over `folder` in its own process; yields its URL and pid."""
     command = [
         sys.executable,
         "-m",
@@ -338,7 +359,7 @@ def _server(folder: Path, latency: float, workdir: Path, log: Any) -> Iterator[s
             f"{time.perf_counter() - started:.1f} s",
             file=log,
         )
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -392,7 +413,7 @@ def _log_run(result: Run, log: Any) -> None:
         f"c={result.concurrency} {result.latency_ms:3.0f} ms {result.purpose:16s} "
         f"{result.rows:9,d} rows {result.seconds:7.1f} s "
         f"{result.rows_per_second:9,.0f} rows/s {result.requests:5d} requests "
-        f"{result.peak_rss_bytes / 2**20:6.0f} MiB",
+        f"{result.peak_rss_bytes / 2**20:6.0f} MiB {result.cpu_seconds:6.1f} s CPU",
         file=log,
         flush=True,
     )
@@ -406,10 +427,16 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
     return data
 
 
+def cores() -> int:
+    """The cores this process and its children may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def machine() -> dict[str, Any]:
     """The machine the figures were taken on."""
     return {
         "cpus": os.cpu_count(),
+        "cores_usable": cores(),
         "cpu_model": _cpu_model(),
         "memory_bytes": _memory_bytes(),
         "python": platform.python_version(),
@@ -443,4 +470,4 @@ def parse_list(text: str, kind: type = str) -> tuple[Any, ...]:
     return tuple(kind(part) for part in text.split(",") if part.strip())
 
 
-__all__: Sequence[str] = ["Plan", "Run", "machine", "parse_list", "run"]
+__all__: Sequence[str] = ["Plan", "Run", "cores", "machine", "parse_list", "run"]

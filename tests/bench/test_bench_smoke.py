@@ -43,6 +43,11 @@ def test_the_harness_writes_every_figure_and_goal(tmp_path: Path) -> None:
         assert run["peak_rss_bytes"] > 0
         assert run["bytes"] > 0
         assert set(run) >= {"rows_per_second", "bytes_per_second", "rows_per_request"}
+        assert run["cpu_seconds"] > 0
+        assert run["server_cpu_seconds"] > 0
+        # Both processes' CPU over the cores: no run can be faster. The
+        # tolerance is for the clock ticks the sandbox's CPU is counted in.
+        assert run["cpu_floor_seconds"] <= run["seconds"] + 0.05
     connector = next(
         r
         for r in results["runs"]
