@@ -69,8 +69,8 @@ def _faster_than_sdk(runs: list[Row]) -> Iterator[Goal]:
             if sdk is None or ours is None or not sdk["rows_per_second"]:
                 continue
             ratio = ours["rows_per_second"] / sdk["rows_per_second"]
-            floor = ours.get("cpu_floor_seconds")
-            most = None if not floor else ours["rows"] / floor / sdk["rows_per_second"]
+            best = _best_rate(ours)
+            most = None if best is None else best / sdk["rows_per_second"]
             yield Goal(
                 f"connector c={concurrency} >= 30x the SDK in rows/s",
                 _name(table, destination, latency),
@@ -91,8 +91,8 @@ def _close_to_fetch(runs: list[Row]) -> Iterator[Goal]:
             continue
         # Time per row, as both read the same rows up to the same horizon.
         ratio = fetch["rows_per_second"] / ours["rows_per_second"]
-        floor = ours.get("cpu_floor_seconds")
-        least = None if not floor else floor / ours["rows"] * fetch["rows_per_second"]
+        best = _best_rate(ours)
+        least = None if best is None else fetch["rows_per_second"] / best
         yield Goal(
             "connector c=1 time <= 1.5x the bare fetch's",
             _name(table, destination, latency),
@@ -114,8 +114,8 @@ def _concurrency_gain(runs: list[Row]) -> Iterator[Goal]:
         if one is None or four is None or not one["rows_per_second"]:
             continue
         ratio = four["rows_per_second"] / one["rows_per_second"]
-        floor = four.get("cpu_floor_seconds")
-        most = None if not floor else four["rows"] / floor / one["rows_per_second"]
+        best = _best_rate(four)
+        most = None if best is None else best / one["rows_per_second"]
         detail = (
             f"{four['rows_per_second']:,.0f} vs {one['rows_per_second']:,.0f} rows/s"
         )
@@ -129,12 +129,18 @@ def _concurrency_gain(runs: list[Row]) -> Iterator[Goal]:
         )
 
 
-def _allowed(ratio: float | None, bound: str) -> str:
-    """What the CPU the run spent allows the ratio to be, when it was measured.
+def _best_rate(run: Row) -> float | None:
+    """The rows per second the CPU the run spent allows at best, if measured.
 
     A run takes at least the CPU time it and the sandbox spent, spread over
     the machine's cores, whatever the connector does with its threads.
     """
+    floor = run.get("cpu_floor_seconds")
+    return run["rows"] / floor if floor else None
+
+
+def _allowed(ratio: float | None, bound: str) -> str:
+    """What the CPU the run spent allows the ratio to be, when it was measured."""
     if ratio is None:
         return ""
     return f"; the CPU spent allows {bound} {ratio:.2f}x"
